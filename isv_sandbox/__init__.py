@@ -1,0 +1,28 @@
+"""Local emulations of the vendors' APIs, for the tests, the demo and the benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+from isv_sandbox.core import Fault, Request, Response, SandboxServer, VendorApp
+from isv_sandbox.heroku import HerokuApp, HerokuSettings
+
+#: vendor name -> (app class, settings class, tap name)
+VENDORS: dict[str, tuple[type[VendorApp], type, str]] = {
+    "heroku": (HerokuApp, HerokuSettings, "tap-heroku-vendor"),
+}
+
+
+def start(vendor: str, **settings: t.Any) -> SandboxServer:
+    """Start the sandbox of one vendor on a free loopback port."""
+    app_class, settings_class, _ = VENDORS[vendor]
+    known = {f.name for f in dataclasses.fields(settings_class)}
+    unknown = set(settings) - known
+    if unknown:
+        msg = f"unknown {vendor} sandbox settings: {sorted(unknown)}; known: {sorted(known)}"
+        raise ValueError(msg)
+    return SandboxServer(app_class(settings_class(**settings))).start()
+
+
+__all__ = ["VENDORS", "Fault", "Request", "Response", "SandboxServer", "VendorApp", "start"]

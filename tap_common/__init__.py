@@ -1,0 +1,1 @@
+"""Machinery shared by the ISVapp, Atlassian Marketplace and Heroku vendor taps."""

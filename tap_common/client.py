@@ -1,0 +1,232 @@
+"""The base REST stream every tap builds on: auth, pacing, retries, errors, decoding."""
+
+from __future__ import annotations
+
+import logging
+import random
+import typing as t
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+from urllib.parse import ParseResult, urlsplit
+
+import orjson
+import requests
+from singer_sdk import RESTStream
+from singer_sdk.helpers.jsonpath import extract_jsonpath
+
+from tap_common.auth import origin
+from tap_common.errors import (
+    AuthenticationError,
+    PayloadError,
+    VendorAPIError,
+    VendorRetriableError,
+    vendor_message,
+)
+
+if t.TYPE_CHECKING:
+    from backoff.types import Details
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+    from tap_common.tap import VendorTap
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_MAX_BACKOFF_SECONDS = 120.0
+
+
+class VendorRESTStream(RESTStream):
+    """A stream of one vendor endpoint.
+
+    Subclasses declare ``name``, ``path``, ``records_jsonpath``, keys, replication and
+    paginator; everything about talking to the vendor safely lives here.
+    """
+
+    records_jsonpath = "$[*]"
+    #: Statuses that mean "nothing here" for this endpoint rather than a failure.
+    tolerated_statuses: t.ClassVar[frozenset[int]] = frozenset()
+
+    _tap: VendorTap
+
+    # -- where and how --------------------------------------------------------------
+
+    @property
+    def url_base(self) -> str:
+        return str(self.config["api_url"]).rstrip("/")
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]
+        return float(self.config.get("request_timeout_seconds") or 300)
+
+    @property
+    def authenticator(self) -> t.Callable:  # type: ignore[override]
+        return self._tap.authenticator
+
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        if isinstance(page.next_page_token, ParseResult):
+            # A HATEOAS paginator's next-page URL already carries every parameter.
+            next_url = page.next_page_token.geturl()
+            if not page.next_page_token.scheme:
+                next_url = self.url_base + next_url
+            request.url = next_url
+            request.params = {}
+        return request
+
+    # -- pacing and retries ------------------------------------------------------------
+
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        throttle = self._tap.throttle
+
+        def paced(*args: t.Any, **kwargs: t.Any) -> requests.Response:
+            throttle.acquire()
+            return func(*args, **kwargs)
+
+        return super().request_decorator(paced)
+
+    def backoff_max_tries(self) -> int:
+        return int(self.config.get("max_retries", 8)) + 1
+
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
+        """Exponential backoff, except that a ``Retry-After`` header is obeyed."""
+        base = float(self.config.get("retry_backoff_seconds", 2))
+        attempt = 0
+        exception = yield  # type: ignore[misc]
+        while True:
+            retry_after = _retry_after_seconds(exception)
+            if retry_after is not None:
+                wait = retry_after
+            else:
+                wait = min(base * 2**attempt, _MAX_BACKOFF_SECONDS)
+            attempt += 1
+            exception = yield wait
+
+    def backoff_jitter(self, value: float) -> float:
+        # Up to 10 % extra, never less than asked: a Retry-After is a floor.
+        return value * (1 + random.random() / 10)  # noqa: S311
+
+    def backoff_handler(self, details: Details) -> None:
+        exception = details.get("exception")
+        self.logger.warning(
+            "%s; retrying in %.2f s (attempt %d of %d)",
+            exception if isinstance(exception, VendorRetriableError)
+            else f"{self.name}: {type(exception).__name__}: {exception}",
+            details.get("wait", 0),
+            details.get("tries", 0),
+            self.backoff_max_tries(),
+        )
+
+    # -- responses ------------------------------------------------------------------
+
+    def validate_response(self, response: requests.Response) -> None:
+        self._tap.throttle.observe(response.headers)
+        status = response.status_code
+        if status < 400 or status in self.tolerated_statuses:
+            return
+        line = self.error_line(response)
+        if status in (401, 403):
+            raise AuthenticationError(f"{line}. {self._tap.credential_hint(status)}")
+        if status in RETRY_STATUSES or status in self.extra_retry_statuses:
+            raise VendorRetriableError(line, response)
+        raise VendorAPIError(line)
+
+    def response_error_message(self, response: requests.Response) -> str:
+        return self.error_line(response)
+
+    def error_line(self, response: requests.Response) -> str:
+        """``stream: HTTP 503 Service Unavailable from GET /path: <vendor's message>``."""
+        request = response.request
+        return (
+            f"{self.name}: HTTP {response.status_code} {response.reason} from "
+            f"{request.method if request else 'GET'} {self.describe_url(response.url)}: "
+            f"{vendor_message(response)}"
+        )
+
+    def describe_url(self, url: str) -> str:
+        """A URL fit for logs: the API path, or only the host of a foreign URL.
+
+        Query strings and presigned URLs carry signatures, so they never appear.
+        """
+        if origin(url) == origin(self.url_base):
+            return urlsplit(url).path
+        return f"{urlsplit(url).hostname} (download URL)"
+
+    def decode_json(self, response: requests.Response) -> t.Any:
+        """The body as JSON, or a clear error for an empty body or an HTML page."""
+        cached = getattr(response, "_decoded_json", _MISSING)
+        if cached is not _MISSING:
+            return cached
+        body = response.content
+        where = f"{self.name}: HTTP {response.status_code} from {self.describe_url(response.url)}"
+        if not body or not body.strip():
+            raise PayloadError(f"{where} had an empty body where JSON was expected")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            kind = response.headers.get("Content-Type", "unknown content type")
+            raise PayloadError(
+                f"{where} is not JSON ({kind}): {exc}; body starts {vendor_message(response)!r}"
+            ) from None
+        response._decoded_json = payload  # type: ignore[attr-defined]  # noqa: SLF001
+        return payload
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        if response.status_code in self.tolerated_statuses:
+            return
+        yield from extract_jsonpath(self.records_jsonpath, self.decode_json(response))
+
+    # -- requests outside the paginated flow (exports, downloads, lookups) ----------
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict | None = None,
+        json: t.Any = None,
+        stream: bool = False,
+    ) -> requests.Response:
+        """One request with the same pacing, retries, auth guard and error lines.
+
+        ``url`` may be relative to the API or absolute; an absolute URL on another
+        host (a presigned download) is sent without credentials.
+        """
+        if not url.startswith(("http://", "https://")):
+            url = f"{self.url_base}/{url.lstrip('/')}"
+        prepared = self.build_prepared_request(
+            method=method, url=url, params=params or {}, json=json
+        )
+
+        def attempt(prepared_request: requests.PreparedRequest) -> requests.Response:
+            authed = self.authenticator(prepared_request.copy())
+            response = self.requests_session.send(
+                authed, timeout=self.timeout, stream=stream, allow_redirects=True
+            )
+            self.validate_response(response)
+            return response
+
+        return self.request_decorator(attempt)(prepared)
+
+
+_MISSING = object()
+
+
+def _retry_after_seconds(exception: t.Any) -> float | None:
+    response = getattr(exception, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+# urllib3 logs every request line with its query string at DEBUG; presigned URLs carry
+# their signature there, so it stays quiet whatever level the tap runs at.
+logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -1,0 +1,85 @@
+"""One clear error line per failure: stream, HTTP status, and what the vendor said."""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+import orjson
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+
+if t.TYPE_CHECKING:
+    import requests
+
+_MAX_MESSAGE_CHARS = 300
+_TAG_RE = re.compile(r"<[^>]+>")
+_SPACE_RE = re.compile(r"\s+")
+
+
+class VendorAPIError(FatalAPIError):
+    """The vendor answered in a way the tap cannot continue from."""
+
+
+class AuthenticationError(FatalAPIError):
+    """A 401/403: the configured credential or its scope was rejected."""
+
+
+class ExportFailedError(FatalAPIError):
+    """An asynchronous export ended in the vendor's error state, or never finished."""
+
+
+class PayloadError(FatalAPIError):
+    """A body that cannot be parsed: HTML instead of JSON, a truncated file, a bad line."""
+
+
+class VendorRetriableError(RetriableAPIError):
+    """A transient failure (429, 5xx) that is retried before it becomes fatal."""
+
+
+def vendor_message(response: requests.Response) -> str:
+    """The vendor's own words from an error body, whatever envelope it uses.
+
+    Understood shapes: ISVapp ``{"error": "...", "success": false}``, Heroku
+    ``{"id": "...", "message": "..."}``, Atlassian ``{"errors": [{"message"}]}`` and
+    ``{"errors": [{"code", "title", "detail"}]}``; anything else is shown as short text.
+    """
+    body = response.content or b""
+    if not body.strip():
+        return "(empty body)"
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _short_text(body.decode("utf-8", "replace"))
+    return _short_text(_message_from_payload(payload))
+
+
+def _message_from_payload(payload: t.Any) -> str:
+    if isinstance(payload, dict):
+        errors = payload.get("errors")
+        if isinstance(errors, list) and errors:
+            return "; ".join(_one_error(e) for e in errors)
+        for key in ("error_message", "message", "error", "detail", "title"):
+            value = payload.get(key)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict):
+                return _message_from_payload(value)
+    if isinstance(payload, str):
+        return payload
+    return orjson.dumps(payload).decode()
+
+
+def _one_error(error: t.Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    if error.get("message"):
+        return str(error["message"])
+    parts = [str(error[k]) for k in ("code", "title", "detail") if error.get(k)]
+    return ": ".join(parts) if parts else orjson.dumps(error).decode()
+
+
+def _short_text(text: str) -> str:
+    text = _SPACE_RE.sub(" ", _TAG_RE.sub(" ", text)).strip()
+    if len(text) > _MAX_MESSAGE_CHARS:
+        text = text[:_MAX_MESSAGE_CHARS] + "…"
+    return text or "(no message)"

@@ -1,0 +1,194 @@
+"""Asynchronous exports: wait for the vendor to finish, then stream the file row by row.
+
+Nothing here holds a file in memory: bodies are read in 1 MiB blocks, decompressed on
+the fly when they are gzip, and parsed one line (NDJSON, CSV) or one array element
+(JSON) at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import time
+import typing as t
+import zlib
+from dataclasses import dataclass
+
+import ijson
+import orjson
+import requests
+import urllib3
+
+from tap_common.errors import ExportFailedError, PayloadError
+
+logger = logging.getLogger(__name__)
+
+_BLOCK = 1 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+
+PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
+
+
+@dataclass
+class ExportStatus:
+    """One poll of an export, in the tap's terms plus the vendor's own status word."""
+
+    state: str  # PENDING, COMPLETED or FAILED
+    vendor_status: str
+    message: str | None = None
+
+
+def wait_for_export(
+    *,
+    stream: str,
+    export_id: str,
+    poll: t.Callable[[], ExportStatus],
+    interval_seconds: float,
+    timeout_seconds: float,
+    sleep: t.Callable[[float], None] = time.sleep,
+    clock: t.Callable[[], float] = time.monotonic,
+) -> ExportStatus:
+    """Poll until the export completes; fail loudly if it fails or takes too long."""
+    deadline = clock() + timeout_seconds
+    polls = 0
+    while True:
+        status = poll()
+        polls += 1
+        if status.state == COMPLETED:
+            logger.info("%s: export %s completed after %d polls", stream, export_id, polls)
+            return status
+        if status.state == FAILED:
+            msg = (
+                f"{stream}: export {export_id} ended with status {status.vendor_status}: "
+                f"{status.message or '(the vendor gave no message)'}"
+            )
+            raise ExportFailedError(msg)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            msg = (
+                f"{stream}: export {export_id} did not complete within {timeout_seconds:g} s "
+                f"(still {status.vendor_status} after {polls} polls)"
+            )
+            raise ExportFailedError(msg)
+        logger.info("%s: export %s is %s; next poll in %.1f s",
+                    stream, export_id, status.vendor_status, min(interval_seconds, remaining))
+        sleep(min(interval_seconds, remaining))
+
+
+def open_body(response: requests.Response) -> io.BufferedReader:
+    """The response body as a buffered byte stream, gunzipped if it is a gzip file.
+
+    ``Content-Encoding: gzip`` is undone by urllib3; a body that is itself a ``.gz``
+    file is recognised by its magic bytes.
+    """
+    response.raw.decode_content = True
+    raw = io.BufferedReader(response.raw, buffer_size=_BLOCK)  # type: ignore[arg-type]
+    if raw.peek(2)[:2] == _GZIP_MAGIC:
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=_BLOCK)  # type: ignore[arg-type]
+    return raw
+
+
+class ExportFile:
+    """Rows of one downloaded export file, with errors that say where they broke."""
+
+    def __init__(self, response: requests.Response, *, stream: str, export: str) -> None:
+        self.response = response
+        self.where = f"{stream}: export {export}"
+
+    def ndjson_rows(self) -> t.Iterator[dict]:
+        line_number = 0
+        with self._read_errors(lambda: f"after line {line_number}"):
+            for line_number, line in enumerate(open_body(self.response), 1):  # noqa: B007
+                if not line.strip():
+                    continue
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    msg = f"{self.where}: line {line_number} is not valid JSON ({exc}): {line[:120]!r}"
+                    raise PayloadError(msg) from None
+
+    def json_array_rows(self, wrapper_key: str | None = None) -> t.Iterator[dict]:
+        """Elements of a top-level JSON array, or of ``{wrapper_key: [...]}``."""
+        body = open_body(self.response)
+        head = body.peek(64).lstrip()[:1]
+        prefix = f"{wrapper_key}.item" if head == b"{" and wrapper_key else "item"
+        count = 0
+        with self._read_errors(lambda: f"after element {count}"):
+            try:
+                for count, row in enumerate(ijson.items(body, prefix, use_float=True), 1):  # noqa: B007
+                    yield row
+            except ijson.common.IncompleteJSONError as exc:
+                msg = (f"{self.where}: the JSON array is cut short or malformed after "
+                       f"element {count} (byte {body.tell() if body.seekable() else '?'}): {exc}")
+                raise PayloadError(msg) from None
+
+    def csv_rows(self) -> t.Iterator[dict[str, str]]:
+        """Rows of a CSV file with a header row, read by column name."""
+        line_number = 1
+        with self._read_errors(lambda: f"after line {line_number}"):
+            text = io.TextIOWrapper(open_body(self.response), encoding="utf-8", newline="")
+            reader = csv.DictReader(text)
+            try:
+                for row in reader:
+                    line_number = reader.line_num
+                    yield row
+            except csv.Error as exc:
+                msg = f"{self.where}: CSV line {reader.line_num} is malformed: {exc}"
+                raise PayloadError(msg) from None
+
+    def _read_errors(self, position: t.Callable[[], str]) -> _ReadErrors:
+        return _ReadErrors(self.where, position)
+
+
+class _ReadErrors:
+    def __init__(self, where: str, position: t.Callable[[], str]) -> None:
+        self.where = where
+        self.position = position
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: t.Any, exc: BaseException | None, tb: t.Any) -> bool:
+        if exc is None or isinstance(exc, (PayloadError, GeneratorExit)):
+            return False
+        if isinstance(exc, (EOFError, gzip.BadGzipFile, zlib.error)):
+            msg = f"{self.where}: the gzip file is truncated or corrupt {self.position()}: {exc}"
+            raise PayloadError(msg) from None
+        if isinstance(exc, (requests.exceptions.RequestException,
+                            urllib3.exceptions.HTTPError, ConnectionError)):
+            msg = f"{self.where}: the download broke off {self.position()}: {exc}"
+            raise DownloadInterrupted(msg) from exc
+        return False
+
+
+class DownloadInterrupted(PayloadError):
+    """The connection dropped mid-file; the download may be retried."""
+
+
+def rows_with_resume(
+    open_rows: t.Callable[[], t.Iterable[dict]], *, attempts: int = 3
+) -> t.Iterator[dict]:
+    """Rows of a download that is started again if the connection drops mid-file.
+
+    ``open_rows`` downloads from the start (fetching a fresh URL if it must); rows
+    already emitted are skipped, so a drop costs time but never a row.
+    """
+    emitted = 0
+    for attempt in range(1, attempts + 1):
+        to_skip = emitted
+        try:
+            for row in open_rows():
+                if to_skip:
+                    to_skip -= 1
+                    continue
+                emitted += 1
+                yield row
+        except DownloadInterrupted as exc:
+            if attempt == attempts:
+                raise
+            logger.warning("%s; downloading again (attempt %d of %d), skipping the %d rows "
+                           "already emitted", exc, attempt + 1, attempts, emitted)
+        else:
+            return

@@ -1,0 +1,1 @@
+"""tap-heroku-vendor: Heroku add-on partner App Info API."""

@@ -1,0 +1,3 @@
+from tap_heroku_vendor.tap import TapHerokuVendor
+
+TapHerokuVendor.cli()
