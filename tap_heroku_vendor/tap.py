@@ -56,7 +56,8 @@ class TapHerokuVendor(VendorTap):
             "rate_limit_refill_per_second",
             th.NumberType,
             default=HEROKU_POOL_REFILL_PER_SECOND,
-            description="Refill rate of Heroku's request pool (75 per minute).",
+            description="Refill rate of Heroku's request pool (75 per minute); 0 turns "
+            "the pacing off.",
         ),
         *COMMON_SETTINGS,
     ).to_dict()

@@ -1,0 +1,220 @@
+"""tap-heroku-vendor against the Heroku sandbox."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+
+import pytest
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+import isv_sandbox
+from tap_heroku_vendor.tap import TapHerokuVendor
+from tests.helpers import FAST_RETRIES, last_error_line, run_cli, sync
+
+# The SDK's standard tests sync once per class against this module-level sandbox.
+_STANDARD_SANDBOX = isv_sandbox.start("heroku", apps=30, page_size=12)
+
+TestHerokuStandard = get_tap_test_class(
+    TapHerokuVendor,
+    config={**_STANDARD_SANDBOX.app.tap_config(), **FAST_RETRIES},
+    suite_config=SuiteConfig(max_records_limit=100),
+)
+
+
+@pytest.fixture
+def heroku():
+    servers = []
+
+    def start(**settings):
+        server = isv_sandbox.start("heroku", **settings)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def config_for(server, **overrides):
+    return {**server.app.tap_config(), **FAST_RETRIES, **overrides}
+
+
+def test_apps_follow_link_header_across_pages(heroku):
+    server = heroku(apps=25, page_size=10)
+    out = sync(TapHerokuVendor, config_for(server), streams={"apps"})
+
+    keys = [r["resource_uuid"] for r in out.records["apps"]]
+    assert len(keys) == 25
+    assert len(set(keys)) == 25
+    assert keys == [a["resource"]["uuid"] for a in server.app.apps]
+    list_calls = [r for r in server.requests if r.path == "/vendor/apps"]
+    assert [r.query.get("offset") for r in list_calls] == [None, ["10"], ["20"]]
+    # `name` is kept where the listing has it, null elsewhere.
+    named = [r for r in out.records["apps"] if r.get("name")]
+    assert 0 < len(named) < 25
+
+
+def test_app_info_for_every_app_with_documented_fields(heroku):
+    server = heroku(apps=12, page_size=5)
+    out = sync(TapHerokuVendor, config_for(server))
+
+    infos = out.records["app_info"]
+    assert len(infos) == 12
+    first = next(i for i in infos if i["provider_id"] == "1")
+    source = server.app.apps[0]
+    for field in ("config", "domains", "owner", "owner_email", "region", "log_input_url",
+                  "plan", "resource", "name", "callback_url"):
+        assert first[field] == source[field], field
+    assert first["id"] == source["heroku_id"]
+    assert first["resource_uuid"] == source["resource"]["uuid"]
+
+
+def test_deprovisioned_app_is_skipped_with_a_warning(heroku, caplog):
+    server = heroku(apps=20, page_size=50, deprovisioned_every=6)
+    with caplog.at_level(logging.WARNING):
+        out = sync(TapHerokuVendor, config_for(server))
+
+    gone = {a["provider_id"] for a in server.app.apps if a["_deprovisioned"]}
+    assert gone == {"6", "12", "18"}
+    assert len(out.records["apps"]) == 20
+    assert {r["provider_id"] for r in out.records["app_info"]} == {
+        a["provider_id"] for a in server.app.apps} - gone
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for provider_id in gone:
+        assert any(f"app '{provider_id}' answered 404" in w for w in warnings)
+
+
+def test_child_state_stays_small_and_linear(heroku):
+    server = heroku(apps=300, page_size=100)
+    out = sync(TapHerokuVendor, config_for(server))
+
+    assert len(out.records["app_info"]) == 300
+    final = json.dumps(out.final_state)
+    assert len(final) < 1000, final
+    assert "partitions" not in final
+
+
+def test_429_waits_for_retry_after_then_succeeds(heroku):
+    server = heroku(apps=5)
+    server.add_fault(r"^/vendor/apps$", status=429, headers={"Retry-After": "0.3"},
+                     body=b'{"id":"rate_limit","message":"Your account reached the API rate limit"}')
+    out = sync(TapHerokuVendor, config_for(server), streams={"apps"})
+
+    assert len(out.records["apps"]) == 5
+    calls = [r for r in server.requests if r.path == "/vendor/apps"]
+    assert [r.status for r in calls] == [429, 200]
+    assert calls[1].at - calls[0].at >= 0.3
+
+
+def test_5xx_burst_recovers(heroku):
+    server = heroku(apps=4)
+    server.add_fault(r"^/vendor/apps/2$", status=503, times=3,
+                     body=b'{"id":"unavailable","message":"Service Unavailable"}')
+    out = sync(TapHerokuVendor, config_for(server))
+
+    assert len(out.records["app_info"]) == 4
+    assert server.count(r"^/vendor/apps/2$", status=503) == 3
+
+
+def test_5xx_longer_than_the_retry_budget_fails_with_the_vendor_message(heroku):
+    server = heroku(apps=3)
+    server.add_fault(r"^/vendor/apps$", status=502, times=99,
+                     body=b'{"id":"bad_gateway","message":"Upstream router gave up"}')
+    out = run_cli("tap-heroku-vendor", config_for(server, max_retries=2))
+
+    assert out.returncode != 0
+    line = last_error_line(out.stderr)
+    assert "apps: HTTP 502" in line
+    assert "Upstream router gave up" in line
+    assert server.count(r"^/vendor/apps$") == 3
+
+
+def test_slow_response_past_the_timeout_is_retried(heroku):
+    server = heroku(apps=3)
+    server.add_fault(r"^/vendor/apps$", kind="delay", seconds=1.0)
+    out = sync(TapHerokuVendor, config_for(server, request_timeout_seconds=0.3),
+               streams={"apps"})
+
+    assert len(out.records["apps"]) == 3
+    time.sleep(1.0)  # the sandbox logs the slow request once it has answered
+    assert server.count(r"^/vendor/apps$") == 2
+
+
+def test_low_request_pool_slows_down_instead_of_hitting_429(heroku):
+    # A pool of 15 requests refilled at 20/s; 40 requests are needed.
+    server = heroku(apps=39, page_size=100, pool_capacity=15, pool_refill_per_second=20)
+    out = sync(TapHerokuVendor, config_for(
+        server, rate_limit_reserve=5, rate_limit_refill_per_second=20))
+
+    assert len(out.records["app_info"]) == 39
+    assert server.count("", status=429) == 0
+
+
+def test_without_pacing_the_same_pool_answers_429_and_the_tap_retries(heroku):
+    server = heroku(apps=39, page_size=100, pool_capacity=15, pool_refill_per_second=20)
+    out = sync(TapHerokuVendor, config_for(
+        server, rate_limit_refill_per_second=0, retry_backoff_seconds=0.05, max_retries=8))
+
+    assert len(out.records["app_info"]) == 39
+    assert server.count("", status=429) > 0
+
+
+def test_401_stops_at_once_naming_the_manifest_settings(heroku):
+    server = heroku(apps=3)
+    bad_password = "wrong-password-ZX81"  # noqa: S105
+    out = run_cli("tap-heroku-vendor", config_for(server, manifest_password=bad_password))
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "HTTP 401" in line
+    assert "manifest_id" in line and "manifest_password" in line
+    assert "Invalid credentials provided." in line
+    assert bad_password not in out.stderr + out.stdout
+    assert server.count("") == 1, "a 401 is not retried"
+
+
+def test_no_secret_in_debug_logs(heroku):
+    server = heroku(apps=4, deprovisioned_every=2)
+    server.add_fault(r"^/vendor/apps$", status=503, body=b"{}")
+    config = config_for(server)
+    password = config["manifest_password"]
+    basic = base64.b64encode(f"{config['manifest_id']}:{password}".encode()).decode()
+    out = run_cli("tap-heroku-vendor", config, env={"TAP_HEROKU_VENDOR_LOGLEVEL": "DEBUG",
+                                                    "LOGLEVEL": "DEBUG"})
+
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "DEBUG" in out.stderr
+    everything = out.stderr + out.stdout
+    assert password not in everything
+    assert basic not in everything
+
+
+def test_about_and_discover_from_the_console_script(heroku):
+    about = run_cli("tap-heroku-vendor", {}, "--about", "--format=json")
+    info = json.loads(about.stdout)
+    assert info["name"] == "tap-heroku-vendor"
+    assert info["settings"]["properties"]["manifest_password"]["secret"] is True
+
+    discover = run_cli("tap-heroku-vendor", {"manifest_id": "x", "manifest_password": "y"},
+                       "--discover")
+    catalog = json.loads(discover.stdout)
+    entries = {s["tap_stream_id"]: s for s in catalog["streams"]}
+    assert set(entries) == {"apps", "app_info"}
+    assert entries["apps"]["key_properties"] == ["resource_uuid"]
+
+
+def test_sync_through_the_console_script(heroku):
+    server = heroku(apps=15, page_size=4)
+    out = run_cli("tap-heroku-vendor", config_for(server))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.records["apps"]) == 15
+    assert len(out.records["app_info"]) == 15
+
+
+def test_missing_manifest_password_is_a_config_error():
+    out = run_cli("tap-heroku-vendor", {"manifest_id": "x"})
+    assert out.returncode == 1
+    assert "manifest_password" in out.stderr
