@@ -12,6 +12,7 @@ from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, Retriabl
 
 from tap_common.auth import HostBoundAuth
 from tap_common.ratelimit import RequestThrottle
+from tap_common.writer import OrjsonSingerWriter
 
 COMMON_SETTINGS = th.PropertiesList(
     th.Property(
@@ -45,6 +46,8 @@ COMMON_SETTINGS = th.PropertiesList(
 
 class VendorTap(Tap):
     """A tap for one vendor API; subclasses add settings, auth and streams."""
+
+    message_writer_class = OrjsonSingerWriter
 
     #: Default for the ``requests_per_second`` setting (None: unthrottled).
     default_requests_per_second: t.ClassVar[float | None] = None
