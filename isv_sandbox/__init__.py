@@ -7,10 +7,12 @@ import typing as t
 
 from isv_sandbox.core import Fault, Request, Response, SandboxServer, VendorApp
 from isv_sandbox.heroku import HerokuApp, HerokuSettings
+from isv_sandbox.marketplace import MarketplaceApp, MarketplaceSettings
 
 #: vendor name -> (app class, settings class, tap name)
 VENDORS: dict[str, tuple[type[VendorApp], type, str]] = {
     "heroku": (HerokuApp, HerokuSettings, "tap-heroku-vendor"),
+    "marketplace": (MarketplaceApp, MarketplaceSettings, "tap-marketplace"),
 }
 
 
@@ -22,7 +24,9 @@ def start(vendor: str, **settings: t.Any) -> SandboxServer:
     if unknown:
         msg = f"unknown {vendor} sandbox settings: {sorted(unknown)}; known: {sorted(known)}"
         raise ValueError(msg)
-    return SandboxServer(app_class(settings_class(**settings))).start()
+    # An app may live under a path, as the Marketplace API does under /marketplace.
+    url_prefix = getattr(app_class, "URL_PREFIX", "")
+    return SandboxServer(app_class(settings_class(**settings)), url_prefix=url_prefix).start()
 
 
 __all__ = ["VENDORS", "Fault", "Request", "Response", "SandboxServer", "VendorApp", "start"]

@@ -216,11 +216,14 @@ class VendorRESTStream(RESTStream):
         params: dict | None = None,
         json: t.Any = None,
         stream: bool = False,
+        retry_statuses: t.Collection[int] = (),
     ) -> requests.Response:
         """One request with the same pacing, retries, auth guard and error lines.
 
         ``url`` may be relative to the API or absolute; an absolute URL on another
-        host (a presigned download) is sent without credentials.
+        host (a presigned download) is sent without credentials. ``retry_statuses``
+        are retried like a 503 for this one call (a download that answers 404 until
+        the file is ready).
         """
         if not url.startswith(("http://", "https://")):
             url = f"{self.url_base}/{url.lstrip('/')}"
@@ -233,6 +236,8 @@ class VendorRESTStream(RESTStream):
             response = self.requests_session.send(
                 authed, timeout=self.timeout, stream=stream, allow_redirects=True
             )
+            if response.status_code in retry_statuses:
+                raise VendorRetriableError(self.error_line(response), response)
             self.validate_response(response)
             return response
 

@@ -1,0 +1,1 @@
+"""tap-marketplace: Atlassian Marketplace reporting and catalog."""

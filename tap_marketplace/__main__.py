@@ -1,0 +1,4 @@
+"""tap-marketplace: Atlassian Marketplace reporting and catalog."""
+from tap_marketplace.tap import TapMarketplace
+
+TapMarketplace.cli()

@@ -1,0 +1,324 @@
+"""The Marketplace base stream: Basic auth, the developer space, filters, pagination shapes.
+
+Every Marketplace stream (this package's and the aggregated reports') derives from
+``MarketplaceStream``. A ``path`` may use ``{developerId}``; it is filled with the
+configured developer id, or the one resolved once per run from ``vendor_id``.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
+
+from tap_common.client import VendorRESTStream
+from tap_common.errors import PayloadError
+from tap_common.exports import (
+    COMPLETED,
+    FAILED,
+    PENDING,
+    ExportFile,
+    ExportStatus,
+    rows_with_resume,
+    wait_for_export,
+)
+
+if t.TYPE_CHECKING:
+    import requests
+    from singer_sdk.helpers.types import Context
+
+    from tap_marketplace.tap import TapMarketplace
+
+REPORTING = "/rest/3/reporting/developer-space/{developerId}"
+#: Largest page the offset endpoints serve.
+OFFSET_PAGE_SIZE = 50
+EXPORT_PENDING_STATUSES = frozenset({"QUEUED", "IN_PROGRESS"})
+
+
+def api_href(href: str) -> str:
+    """A link from a body, made usable: v3 hrefs omit scheme and host, a few `/rest/3`."""
+    if href.startswith(("http://", "https://")):
+        return href
+    if not href.startswith("/"):
+        href = "/" + href
+    if not href.startswith("/rest/"):
+        href = "/rest/3" + href
+    return href
+
+
+def link_href(links: t.Any, name: str) -> str | None:
+    """``links[name]`` as a href, whether it is a string, ``{href}`` or ``[{href}]``."""
+    if not isinstance(links, dict):
+        return None
+    link = links.get(name)
+    if isinstance(link, list):
+        link = link[0] if link else None
+    if isinstance(link, dict):
+        link = link.get("href")
+    return link if isinstance(link, str) and link else None
+
+
+# -- the four pagination shapes (reference §3.1, §3.2) -------------------------------
+
+
+def _body(decode: t.Callable[[requests.Response], t.Any], response: requests.Response) -> dict:
+    # ``decode`` is the stream's cached decoder: a page is parsed once, not twice.
+    payload = decode(response)
+    return payload if isinstance(payload, dict) else {}
+
+
+class HalNextPaginator(BaseHATEOASPaginator):
+    """Offset collections: follow ``_links.next.href`` (it carries offset, limit, filters).
+
+    Some details endpoints put their links at the top level instead of in ``_links``.
+    """
+
+    def __init__(self, decode: t.Callable[[requests.Response], t.Any]) -> None:
+        super().__init__()
+        self._decode = decode
+
+    def get_next_url(self, response: requests.Response) -> str | None:
+        body = _body(self._decode, response)
+        href = link_href(body.get("_links"), "next") or link_href(body, "next")
+        return api_href(href) if href else None
+
+
+class LinksNextPaginator(BaseHATEOASPaginator):
+    """Cursor pages with ``links.next`` (no underscore): a URL string holding the cursor."""
+
+    def __init__(self, decode: t.Callable[[requests.Response], t.Any]) -> None:
+        super().__init__()
+        self._decode = decode
+
+    def get_next_url(self, response: requests.Response) -> str | None:
+        href = link_href(_body(self._decode, response).get("links"), "next")
+        return api_href(href) if href else None
+
+
+class BodyTokenPaginator(BaseAPIPaginator[t.Optional[str]]):
+    """Cursor pages with an opaque token in a top-level field, sent back as ``?cursor=``.
+
+    Reviews name the field ``cursor``; developer-space members name it ``next``.
+    """
+
+    def __init__(self, decode: t.Callable[[requests.Response], t.Any], field: str) -> None:
+        super().__init__(None)
+        self._decode = decode
+        self.field = field
+
+    def get_next(self, response: requests.Response) -> str | None:
+        token = _body(self._decode, response).get(self.field)
+        return token if isinstance(token, str) and token else None
+
+
+# -- streams --------------------------------------------------------------------------
+
+
+class MarketplaceStream(VendorRESTStream):
+    """A Marketplace API v3 endpoint."""
+
+    _tap: TapMarketplace
+    #: Send the configured ``product_ids`` as repeated ``productId`` parameters.
+    filters_by_product: t.ClassVar[bool] = False
+
+    @property
+    def developer_id(self) -> str:
+        return self._tap.developer_id(self)
+
+    def get_url(self, context: Context | None) -> str:
+        values = dict(context or {})
+        if "{developerId}" in (self.path or ""):
+            values["developerId"] = self.developer_id
+        return super().get_url(values)
+
+    def url_for(self, path: str, context: Context | None = None) -> str:
+        """A path of this API (with ``{developerId}`` and context keys) as a URL."""
+        url = self.url_base + path
+        values = {**(context or {})}
+        if "{developerId}" in path:
+            values["developerId"] = self.developer_id
+        for key, value in values.items():
+            url = url.replace(f"{{{key}}}", self._url_encode(value))
+        return url
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params: dict[str, t.Any] = {}
+        product_ids = self.config.get("product_ids")
+        if self.filters_by_product and product_ids:
+            # Repeated, never comma-joined: the API silently misreads "a,b" as "all apps".
+            params["productId"] = list(product_ids)
+        return params
+
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        # Bookmarks here are ISO dates (or "YYYY-MM-DD HH:MM:SS"): they sort as strings.
+        return max(str(value), str(start_date_value))
+
+    def starting_date(self, context: Context | None) -> str | None:
+        """The bookmark's day (inclusive), else ``start_date``; None for a full pull."""
+        if self.replication_key:
+            value = self.get_starting_replication_key_value(context)
+        else:
+            value = self.config.get("start_date")
+        return str(value)[:10] if value else None
+
+
+class CursorStream(MarketplaceStream):
+    """Catalog endpoints paged by ``links.next`` URLs."""
+
+    page_size: t.ClassVar[int | None] = 50
+
+    def get_new_paginator(self) -> LinksNextPaginator:
+        return LinksNextPaginator(self.decode_json)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        if self.page_size:
+            params["limit"] = self.page_size
+        return params
+
+
+class TokenCursorStream(MarketplaceStream):
+    """Endpoints that hand back a bare cursor token in a top-level field."""
+
+    cursor_field: t.ClassVar[str] = "cursor"
+    page_size: t.ClassVar[int] = 50
+
+    def get_new_paginator(self) -> BodyTokenPaginator:
+        return BodyTokenPaginator(self.decode_json, self.cursor_field)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        params["limit"] = self.page_size
+        if next_page_token:
+            params["cursor"] = next_page_token
+        return params
+
+
+class ReportingStream(MarketplaceStream):
+    """A reporting collection paged by ``offset``/``limit`` and ``_links.next``.
+
+    ``query(context)`` gives the filters; a stream that must ask in several passes
+    (licenses around the 2018 data-insights split) returns them from ``queries``.
+    """
+
+    filters_by_product = True
+    #: The collection key in the page envelope.
+    collection_key: t.ClassVar[str] = ""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._current_query: dict[str, t.Any] = {}
+        if self.collection_key:
+            self.records_jsonpath = f"$.{self.collection_key}[*]"
+
+    def query(self, context: Context | None) -> dict[str, t.Any]:
+        """Filters of this stream, also used to start its export."""
+        return {}
+
+    def queries(self, context: Context | None) -> list[dict[str, t.Any]]:
+        return [self.query(context)]
+
+    def get_new_paginator(self) -> HalNextPaginator:
+        return HalNextPaginator(self.decode_json)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        params.update(self._current_query)
+        params.update(offset=0, limit=OFFSET_PAGE_SIZE)
+        return params
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        # The spec types some collections as one object (licenses): accept both.
+        payload = self.decode_json(response)
+        rows = payload.get(self.collection_key) if isinstance(payload, dict) else payload
+        if isinstance(rows, dict):
+            rows = [rows]
+        yield from rows or []
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        for query in self.queries(context):
+            for row in self.query_rows(query, context):
+                record = self.post_process(row, context)
+                if record is not None:
+                    yield record
+
+    def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
+        """Raw rows of one query, page by page."""
+        self._current_query = query
+        try:
+            yield from self.request_records(context)
+        finally:
+            self._current_query = {}
+
+
+class ExportableReportingStream(ReportingStream):
+    """A reporting collection that can also be read through Atlassian's async export.
+
+    With ``use_async_exports`` (the default) the export is started with the filters
+    as query params and ``accept=json``, polled through ``_links.status`` until
+    ``export.status`` is COMPLETED, and its JSON array is streamed element by element
+    from ``_links.download``.
+    """
+
+    #: The POST that starts the export.
+    export_path: t.ClassVar[str]
+    #: The download may wrap its array (``{"marketingAttribution": [...]}``).
+    export_wrapper_key: t.ClassVar[str | None] = None
+    #: Streams without a list endpoint always export.
+    export_only: t.ClassVar[bool] = False
+
+    @property
+    def uses_export(self) -> bool:
+        return self.export_only or bool(self.config.get("use_async_exports", True))
+
+    def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
+        if self.uses_export:
+            return self.export_rows(query, context)
+        return super().query_rows(query, context)
+
+    def export_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterator[dict]:
+        params = self.get_url_params(context, None)
+        params.pop("offset", None)
+        params.pop("limit", None)
+        params.update(query, accept="json")
+        started = self.send("POST", self.url_for(self.export_path, context), params=params,
+                            json={})
+        body = self.decode_json(started)
+        export_id = str((body.get("export") or {}).get("id") or "(no id)")
+        links = body.get("_links") or {}
+        status_href, download_href = link_href(links, "status"), link_href(links, "download")
+        if not status_href or not download_href:
+            msg = (f"{self.name}: export {export_id} was started but the answer has no "
+                   f"status/download links: {str(body)[:200]}")
+            raise PayloadError(msg)
+        self.logger.info("%s: started export %s", self.name, export_id)
+
+        wait_for_export(
+            stream=self.name,
+            export_id=export_id,
+            poll=lambda: self.export_status(api_href(status_href)),
+            interval_seconds=float(self.config.get("export_poll_interval_seconds", 5)),
+            timeout_seconds=float(self.config.get("export_timeout_seconds", 1800)),
+        )
+
+        def download() -> t.Iterator[dict]:
+            # Right after COMPLETED the download may still answer 404 "Export is being
+            # processed" for a moment: that 404 is retried like a 503.
+            response = self.send("GET", api_href(download_href), stream=True,
+                                 retry_statuses={404})
+            return ExportFile(response, stream=self.name, export=export_id).json_array_rows(
+                self.export_wrapper_key)
+
+        return rows_with_resume(download)
+
+    def export_status(self, status_url: str) -> ExportStatus:
+        response = self.send("GET", status_url)
+        export = (self.decode_json(response) or {}).get("export") or {}
+        vendor_status = str(export.get("status") or "UNKNOWN")
+        if vendor_status == "COMPLETED":
+            return ExportStatus(COMPLETED, vendor_status)
+        if vendor_status in EXPORT_PENDING_STATUSES:
+            return ExportStatus(PENDING, vendor_status)
+        message = next((str(export[k]) for k in ("message", "errorMessage", "error", "reason")
+                        if export.get(k)), None)
+        return ExportStatus(FAILED, vendor_status, message)
