@@ -84,6 +84,8 @@ def open_body(response: requests.Response) -> io.BufferedReader:
     file is recognised by its magic bytes.
     """
     response.raw.decode_content = True
+    # urllib3 closes the raw stream at EOF, which io.BufferedReader treats as an error.
+    response.raw.auto_close = False
     raw = io.BufferedReader(response.raw, buffer_size=_BLOCK)  # type: ignore[arg-type]
     if raw.peek(2)[:2] == _GZIP_MAGIC:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=_BLOCK)  # type: ignore[arg-type]

@@ -1,0 +1,222 @@
+"""The shared machinery in tap_common, over real loopback HTTP where it talks HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import sys
+import zlib
+from contextlib import redirect_stdout
+
+import pytest
+import requests
+
+from isv_sandbox.core import Response, SandboxServer, VendorApp, public
+from tap_common.auth import HostBoundAuth
+from tap_common.errors import ExportFailedError, PayloadError
+from tap_common.exports import (
+    COMPLETED,
+    FAILED,
+    PENDING,
+    DownloadInterrupted,
+    ExportFile,
+    ExportStatus,
+    rows_with_resume,
+    wait_for_export,
+)
+from tap_common.ratelimit import RequestThrottle
+from tap_common.writer import OrjsonSingerWriter
+
+
+class FileHost(VendorApp):
+    """Serves whatever bytes a test puts under a name, recording auth headers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, bytes] = {}
+        self.route("GET", r"/files/(?P<name>[^/]+)", self.serve)
+
+    @public
+    def serve(self, request, name):
+        return Response(200, self.files[name], {"Content-Type": "application/octet-stream"})
+
+
+@pytest.fixture
+def host():
+    server = SandboxServer(FileHost()).start()
+    yield server
+    server.stop()
+
+
+def fetch(server: SandboxServer, name: str, body: bytes) -> requests.Response:
+    server.app.files[name] = body
+    return requests.get(f"{server.url}/files/{name}", stream=True, timeout=10)
+
+
+def ndjson(rows: int) -> bytes:
+    return b"".join(json.dumps({"n": i, "label": f"row {i}"}).encode() + b"\n" for i in range(rows))
+
+
+# -- wait_for_export ------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_wait_for_export_polls_until_completed():
+    clock = FakeClock()
+    answers = iter([ExportStatus(PENDING, "QUEUED"), ExportStatus(PENDING, "IN_PROGRESS"),
+                    ExportStatus(COMPLETED, "COMPLETED")])
+    status = wait_for_export(stream="s", export_id="e1", poll=lambda: next(answers),
+                             interval_seconds=5, timeout_seconds=60,
+                             sleep=clock.sleep, clock=lambda: clock.now)
+    assert status.vendor_status == "COMPLETED"
+    assert clock.sleeps == [5, 5]
+
+
+def test_wait_for_export_fails_with_the_vendor_message():
+    with pytest.raises(ExportFailedError, match="s: export e2 ended with status ERRORED: quota exceeded"):
+        wait_for_export(stream="s", export_id="e2",
+                        poll=lambda: ExportStatus(FAILED, "ERRORED", "quota exceeded"),
+                        interval_seconds=1, timeout_seconds=10)
+
+
+def test_wait_for_export_times_out_naming_the_export():
+    clock = FakeClock()
+    with pytest.raises(ExportFailedError, match=r"export e3 did not complete within 12 s \(still PENDING"):
+        wait_for_export(stream="s", export_id="e3", poll=lambda: ExportStatus(PENDING, "PENDING"),
+                        interval_seconds=5, timeout_seconds=12,
+                        sleep=clock.sleep, clock=lambda: clock.now)
+    assert sum(clock.sleeps) == 12
+
+
+# -- streaming export files -------------------------------------------------------------
+
+
+def test_gzip_ndjson_streams_every_row(host):
+    response = fetch(host, "a.ndjson.gz", gzip.compress(ndjson(5000)))
+    rows = list(ExportFile(response, stream="s", export="x").ndjson_rows())
+    assert [r["n"] for r in rows] == list(range(5000))
+
+
+def test_plain_ndjson_is_read_too(host):
+    response = fetch(host, "a.ndjson", ndjson(3))
+    assert len(list(ExportFile(response, stream="s", export="x").ndjson_rows())) == 3
+
+
+def test_truncated_gzip_fails_naming_export_and_position(host):
+    whole = gzip.compress(ndjson(2000))
+    response = fetch(host, "cut.gz", whole[: len(whole) // 2])
+    rows = ExportFile(response, stream="usage", export="exp-9").ndjson_rows()
+    with pytest.raises(PayloadError, match=r"usage: export exp-9: the gzip file is truncated .* after line \d+"):
+        list(rows)
+
+
+def test_malformed_ndjson_line_names_the_line(host):
+    body = gzip.compress(ndjson(3) + b'{"n": 3, "label": \n' + ndjson(2))
+    rows = ExportFile(fetch(host, "bad.gz", body), stream="usage", export="exp-1").ndjson_rows()
+    with pytest.raises(PayloadError, match="usage: export exp-1: line 4 is not valid JSON"):
+        list(rows)
+
+
+def test_json_array_streams_elements_and_wrapped_arrays(host):
+    items = [{"id": i, "price": i / 4} for i in range(1000)]
+    plain = fetch(host, "plain.json", json.dumps(items).encode())
+    assert list(ExportFile(plain, stream="s", export="x").json_array_rows()) == items
+    wrapped = fetch(host, "wrapped.json", json.dumps({"things": items[:3]}).encode())
+    assert list(ExportFile(wrapped, stream="s", export="x").json_array_rows("things")) == items[:3]
+
+
+def test_json_array_cut_short_fails_naming_the_element(host):
+    body = json.dumps([{"id": i} for i in range(100)]).encode()[:-40]
+    rows = ExportFile(fetch(host, "cut.json", body), stream="licenses", export="e7").json_array_rows()
+    with pytest.raises(PayloadError, match=r"licenses: export e7: the JSON array is cut short .* after element 9\d"):
+        list(rows)
+
+
+def test_csv_rows_by_header_name_keep_unknown_columns(host):
+    text = "timestamp_derived,request_id,brand_new_column\n2024-01-01T00:00:00Z,r1,\"a,b\"\n"
+    rows = list(ExportFile(fetch(host, "f.csv.gz", gzip.compress(text.encode())),
+                           stream="s", export="x").csv_rows())
+    assert rows == [{"timestamp_derived": "2024-01-01T00:00:00Z", "request_id": "r1",
+                     "brand_new_column": "a,b"}]
+
+
+def test_rows_with_resume_skips_rows_already_emitted():
+    attempts = []
+
+    def open_rows():
+        attempts.append(1)
+        yield from ({"n": i} for i in range(3))
+        if len(attempts) == 1:
+            raise DownloadInterrupted("s: export x: the download broke off after line 3")
+        yield from ({"n": i} for i in range(3, 6))
+
+    assert [r["n"] for r in rows_with_resume(open_rows)] == list(range(6))
+    assert len(attempts) == 2
+
+
+def test_connection_reset_mid_body_is_a_download_interruption(host):
+    host.add_fault("/files/big.gz", kind="reset", fraction=0.5)
+    response = fetch(host, "big.gz", gzip.compress(ndjson(20000), compresslevel=1))
+    with pytest.raises(PayloadError, match="export x:"):
+        list(ExportFile(response, stream="s", export="x").ndjson_rows())
+
+
+# -- credentials, pacing, output -------------------------------------------------------------
+
+
+def test_host_bound_auth_only_authenticates_the_api_origin():
+    def add_secret(request):
+        request.headers["Authorization"] = "Bearer s3cret"
+        return request
+
+    auth = HostBoundAuth(add_secret, "http://127.0.0.1:8080/api")
+    same = requests.Request("GET", "http://127.0.0.1:8080/api/v1/x").prepare()
+    other_port = requests.Request("GET", "http://127.0.0.1:9090/file").prepare()
+    other_host = requests.Request("GET", "http://127.0.0.2:8080/file",
+                                  headers={"Authorization": "Bearer leaked"}).prepare()
+    assert auth(same).headers["Authorization"] == "Bearer s3cret"
+    assert "Authorization" not in auth(other_port).headers
+    assert "Authorization" not in auth(other_host).headers
+
+
+def test_throttle_spaces_requests_at_the_configured_rate():
+    import time
+
+    throttle = RequestThrottle(20)
+    started = time.monotonic()
+    for _ in range(11):
+        throttle.acquire()
+    elapsed = time.monotonic() - started
+    assert 0.48 <= elapsed <= 0.6, elapsed
+
+
+def test_orjson_writer_writes_singer_lines_and_flushes_on_state():
+    from decimal import Decimal
+
+    from singer_sdk.singerlib.encoding.simple import RecordMessage, StateMessage
+
+    writer = OrjsonSingerWriter()
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        writer.write_message(RecordMessage(stream="s", record={"a": Decimal("1.5"), "b": Decimal(2)}))
+        writer.write_message(StateMessage(value={"bookmarks": {}}))
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert lines[0]["type"] == "RECORD" and lines[0]["record"] == {"a": 1.5, "b": 2}
+    assert lines[1] == {"type": "STATE", "value": {"bookmarks": {}}}
+    assert sys.stdout is not buffer
+
+
+def test_zlib_stream_gzip_is_recognised(host):
+    compressor = zlib.compressobj(wbits=31)
+    body = compressor.compress(ndjson(10)) + compressor.flush()
+    assert len(list(ExportFile(fetch(host, "z.gz", body), stream="s", export="x").ndjson_rows())) == 10
