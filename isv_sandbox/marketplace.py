@@ -25,6 +25,7 @@ import time
 import typing as t
 import uuid
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import orjson
 
@@ -111,8 +112,43 @@ class MarketplaceApp(VendorApp):
         self.exports: dict[str, dict] = {}
         rng = random.Random(self.settings.seed)
         self.apps = generate_apps(self.settings, rng)
+        self.data = ReportingData(self.settings, self.apps)
+        self.catalog = Catalog(self.settings, self.apps, rng)
         self.route("GET", r"/rest/3/developer-space/vendor/(?P<vendor_id>[^/]+)", self.vendor)
         self.route("GET", r"/rest/3/developer-space/(?P<developer_id>[^/]+)", self.developer_space)
+        self.route("GET", r"/rest/3/developer-space/(?P<developer_id>[^/]+)/members",
+                   self.members)
+        self.route("GET", r"/rest/3/developer-space/(?P<developer_id>[^/]+)/listings",
+                   self.developer_space_listings)
+        self.route("GET", r"/rest/3/product-listing/developer-space/(?P<developer_id>[^/]+)",
+                   self.product_listings)
+        self.route("GET", r"/rest/3/app-software/app-key/(?P<app_key>[^/]+)", self.app_software)
+        self.route("GET", r"/rest/3/app-software/(?P<software_id>[^/]+)/versions",
+                   self.app_software_versions)
+        self.route("GET", r"/rest/3/app-software/(?P<software_id>[^/]+)/listings/all",
+                   self.app_version_listings)
+        self.route("GET", r"/rest/3/parent-software", self.parent_software)
+        self.route("GET", r"/rest/3/parent-software/(?P<parent_id>[^/]+)/versions",
+                   self.parent_software_versions)
+        self.route("GET", r"/rest/3/products/(?P<product_id>[^/]+)/reviews", self.reviews)
+        self.route("GET", r"/rest/3/cloud-migration-compatibility/products/(?P<product_id>[^/]+)",
+                   self.cloud_migration)
+        self.route("GET", r"/rest/3/privacy-and-security/products/(?P<product_id>[^/]+)",
+                   self.privacy_and_security)
+        self.route("GET", REPORTING + "/licenses", self.list_licenses)
+        self.route("GET", REPORTING + "/sales/transactions", self.list_transactions)
+        self.route("GET", REPORTING + "/feedback/details", self.feedback_details)
+        self.route("GET", REPORTING + r"/sales/metrics/(?P<kind>churn|conversion|renewal)/details",
+                   self.event_details)
+        for kind, start in (("licenses", "/licenses"), ("transactions", "/sales/transactions"),
+                            ("marketing_attribution", "/marketing-attribution")):
+            self.route("POST", REPORTING + start + "/async/export",
+                       lambda request, developer_id, kind=kind:
+                       self.start_export(request, developer_id, kind))
+        self.route("GET", REPORTING + r"(?P<prefix>/licenses|/sales/transactions|)/async/export/"
+                   r"(?P<export_id>[^/]+)/status", self.export_status)
+        self.route("GET", REPORTING + r"(?P<prefix>/licenses|/sales/transactions|)/async/export/"
+                   r"(?P<export_id>[^/]+)", self.export_download)
         for module_name in self.EXTENSIONS:
             try:
                 module = importlib.import_module(module_name)
@@ -183,6 +219,293 @@ class MarketplaceApp(VendorApp):
         })
 
 
+    # -- catalog ----------------------------------------------------------------------
+
+    def members(self, request: Request, developer_id: str) -> Response:
+        if developer_id != self.developer_id:
+            return self.reporting_error(400, f"Invalid developerId {developer_id}")
+        limit = int(request.arg("limit") or self.settings.members_max_limit)
+        if not 1 <= limit <= self.settings.members_max_limit:
+            return self.reporting_error(
+                400, f"limit must be between 1 and {self.settings.members_max_limit}")
+        start = int(read_cursor(request.arg("cursor")) or 0)
+        page = self.catalog.members[start:start + limit]
+        body: dict[str, t.Any] = {"members": page}
+        if start + limit < len(self.catalog.members):
+            body["next"] = b64_cursor(start + limit)
+        # The spec declares 201 for this GET.
+        return Response.json(body, 201)
+
+    def developer_space_listings(self, request: Request, developer_id: str) -> Response:
+        return self.own_space(developer_id) or Response.json(self.catalog.space_listings)
+
+    def product_listings(self, request: Request, developer_id: str) -> Response:
+        denied = self.own_space(developer_id)
+        if denied:
+            return denied
+        include_private = request.arg("includePrivate") == "true"
+        items = [a for a in self.apps if include_private or a["state"] != "PRIVATE"]
+        return self.links_page(request, items, "items", self.settings.listing_default_limit)
+
+    def app_software(self, request: Request, app_key: str) -> Response:
+        software = self.catalog.software_by_app_key.get(app_key)
+        if software is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found", f"No app with key {app_key}")
+        hosting = request.arg("hosting")
+        return Response.json([s for s in software if not hosting or s["hosting"] == hosting])
+
+    def app_software_versions(self, request: Request, software_id: str) -> Response:
+        versions = self.catalog.versions.get(software_id)
+        if versions is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found",
+                                      f"App software {software_id} not found")
+        return self.links_page(request, versions, "versions",
+                               self.settings.cursor_default_limit, total=True)
+
+    def app_version_listings(self, request: Request, software_id: str) -> Response:
+        listings = self.catalog.version_listings.get(software_id)
+        if listings is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found",
+                                      f"App software {software_id} not found")
+        state = request.arg("state")
+        rows = [row for row in listings if not state or row["state"] == state]
+        return self.links_page(request, rows, "listings", 10)
+
+    def parent_software(self, request: Request) -> Response:
+        return self.links_page(request, self.catalog.parents, "parentSoftware",
+                               self.settings.cursor_default_limit)
+
+    def parent_software_versions(self, request: Request, parent_id: str) -> Response:
+        versions = self.catalog.parent_versions.get(parent_id)
+        if versions is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found",
+                                      f"Parent software {parent_id} not found")
+        return self.links_page(request, versions, "versions", self.settings.cursor_default_limit)
+
+    def reviews(self, request: Request, product_id: str) -> Response:
+        reviews = self.catalog.reviews.get(product_id)
+        if reviews is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found", f"No product {product_id}")
+        limit = int(request.arg("limit") or 10)
+        start = int(read_cursor(request.arg("cursor")) or 0)
+        page = reviews[start:start + limit]
+        body: dict[str, t.Any] = {
+            "productId": product_id, "reviews": page, "count": len(page),
+            "averageStars": round(sum(r["stars"] for r in reviews) / len(reviews), 2)
+            if reviews else None,
+        }
+        if start + limit < len(reviews):
+            body["cursor"] = b64_cursor(start + limit)
+        return Response.json(body)
+
+    def cloud_migration(self, request: Request, product_id: str) -> Response:
+        info = self.catalog.migration.get(product_id)
+        if info is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found",
+                                      f"No migration information for product {product_id}")
+        return Response.json(info)
+
+    def privacy_and_security(self, request: Request, product_id: str) -> Response:
+        info = self.catalog.privacy.get(product_id)
+        if info is None:
+            return self.catalog_error(404, "NOT_FOUND", "Not Found",
+                                      f"No privacy and security information for {product_id}")
+        return Response.json({**info, "state": request.arg("state") or "live"})
+
+    def links_page(self, request: Request, rows: list, key: str, default_limit: int, *,
+                   total: bool = False) -> Response:
+        """A cursor page with ``links.next`` as a URL string (reference §3.2)."""
+        try:
+            limit = int(request.arg("limit") or default_limit)
+        except ValueError:
+            return self.catalog_error(400, "INVALID_PARAMETER", "Bad Request",
+                                      "limit must be an integer")
+        if not 1 <= limit <= 50:
+            return self.catalog_error(400, "INVALID_PARAMETER", "Bad Request",
+                                      "limit must be between 1 and 50")
+        start = int(read_cursor(request.arg("cursor")) or 0)
+        kept = {k: v for k, v in request.query.items() if k not in ("cursor", "limit")}
+        links: dict[str, str] = {"self": self.href(request, kept, limit=limit)}
+        if start + limit < len(rows):
+            links["next"] = self.href(request, kept, limit=limit, cursor=b64_cursor(start + limit))
+        if start > 0:
+            links["prev"] = self.href(request, kept, limit=limit,
+                                      cursor=b64_cursor(max(0, start - limit)))
+        body: dict[str, t.Any] = {"links": links, key: rows[start:start + limit]}
+        if total:
+            body["totalCount"] = len(rows)
+        return Response.json(body)
+
+    @staticmethod
+    def href(request: Request, query: dict[str, list[str]], **extra: t.Any) -> str:
+        """A ``/rest/3/...`` link to this path, as the API writes them (no scheme or host)."""
+        pairs = [(k, v) for k, values in query.items() for v in values]
+        pairs += [(k, str(v)) for k, v in extra.items()]
+        return f"{request.path}?{urlencode(pairs)}" if pairs else request.path
+
+    # -- reporting lists ----------------------------------------------------------------
+
+    def list_licenses(self, request: Request, developer_id: str) -> Response:
+        query = self.data.query(request, "licenses")
+        if isinstance(query, Response):
+            return query
+        return self.offset_page(request, developer_id, "licenses",
+                                list(self.data.licenses(query)), strict_limit=True)
+
+    def list_transactions(self, request: Request, developer_id: str) -> Response:
+        query = self.data.query(request, "transactions")
+        if isinstance(query, Response):
+            return query
+        return self.offset_page(request, developer_id, "transactions",
+                                list(self.data.transactions(query)), strict_limit=True)
+
+    def feedback_details(self, request: Request, developer_id: str) -> Response:
+        query = self.data.query(request, "feedback")
+        if isinstance(query, Response):
+            return query
+        return self.offset_page(request, developer_id, "feedback",
+                                list(self.data.feedback(query)))
+
+    def event_details(self, request: Request, developer_id: str, kind: str) -> Response:
+        query = self.data.query(request, kind)
+        if isinstance(query, Response):
+            return query
+        return self.offset_page(request, developer_id, "events",
+                                list(self.data.events(kind, query)),
+                                top_level_links=kind in self.settings.top_level_links_for)
+
+    def offset_page(self, request: Request, developer_id: str, key: str, rows: list, *,
+                    strict_limit: bool = False, top_level_links: bool = False) -> Response:
+        """An offset page with HAL ``_links`` (reference §3.1)."""
+        denied = self.own_space(developer_id)
+        if denied:
+            return denied
+        try:
+            offset = int(request.arg("offset") or 0)
+            limit = int(request.arg("limit") or self.settings.offset_default_limit)
+        except ValueError:
+            return self.reporting_error(400, "offset and limit must be integers")
+        if limit > 50:
+            if strict_limit:
+                return self.reporting_error(400, "limit: Max limit is 50")
+            limit = 50  # the details endpoints cap silently
+        kept = {k: v for k, v in request.query.items() if k not in ("offset", "limit")}
+        links: dict[str, t.Any] = {
+            "self": {"href": self.href(request, kept, offset=offset, limit=limit)},
+            "query": {"href": request.path + "{?productId*,startDate,endDate,offset,limit}",
+                      "templated": True},
+            "export": [{"href": request.path + "/export?accept=csv", "type": "text/csv"},
+                       {"href": request.path + "/export?accept=json",
+                        "type": "application/json"}],
+        }
+        if offset + limit < len(rows):
+            links["next"] = {"href": self.href(request, kept, offset=offset + limit, limit=limit)}
+        if offset > 0:
+            links["prev"] = {"href": self.href(request, kept, offset=max(0, offset - limit),
+                                               limit=limit)}
+        page = rows[offset:offset + limit]
+        if top_level_links:
+            # The irregular details shape: links as top-level arrays, no `_links`.
+            body = {key: page, **{name: [link] if isinstance(link, dict) else link
+                                  for name, link in links.items()}}
+        else:
+            body = {"_links": links, key: page, "totalCount": len(rows)}
+        return Response.json(body)
+
+    # -- async exports ------------------------------------------------------------------
+
+    def start_export(self, request: Request, developer_id: str, kind: str) -> Response:
+        denied = self.own_space(developer_id)
+        if denied:
+            return denied
+        query = self.data.query(request, kind)
+        if isinstance(query, Response):
+            return query
+        if request.arg("accept") != "json":
+            return self.reporting_error(400, "accept: the sandbox serves accept=json exports")
+        export_id = str(uuid.uuid4())
+        base = f"/rest/3/reporting/developer-space/{developer_id}{EXPORT_PREFIX[kind]}/async/export"
+        start = request.path
+        with self._lock:
+            self.exports[export_id] = {"kind": kind, "query": query, "started": now(),
+                                       "base": base, "start": start}
+        return Response.json({"_links": self.export_links(export_id, request),
+                              "export": {"id": export_id}})
+
+    def export_links(self, export_id: str, request: Request) -> dict:
+        export = self.exports[export_id]
+        return {
+            "self": {"href": export["start"]},
+            "query": {"href": self.href(request, request.query) if request.method == "POST"
+                      else export["start"]},
+            "status": {"href": f"{export['base']}/{export_id}/status"},
+            "download": {"href": f"{export['base']}/{export_id}"},
+        }
+
+    def export_state(self, export: dict) -> str:
+        elapsed = now() - export["started"]
+        settings = self.settings
+        if elapsed < settings.export_queued_seconds:
+            return "QUEUED"
+        if (export["kind"] in settings.stuck_exports
+                or elapsed < settings.export_queued_seconds + settings.export_in_progress_seconds):
+            return "IN_PROGRESS"
+        return "FAILED" if export["kind"] in settings.failing_exports else "COMPLETED"
+
+    def find_export(self, developer_id: str, prefix: str, export_id: str) -> dict | None:
+        export = self.exports.get(export_id)
+        if export is None or developer_id != self.developer_id:
+            return None
+        return export if EXPORT_PREFIX[export["kind"]] == prefix else None
+
+    def export_status(self, request: Request, developer_id: str, prefix: str,
+                      export_id: str) -> Response:
+        export = self.find_export(developer_id, prefix, export_id)
+        if export is None:
+            return self.reporting_error(404, f"Export {export_id} not found")
+        status = self.export_state(export)
+        body: dict[str, t.Any] = {"id": export_id, "status": status}
+        if status == "FAILED":
+            body["message"] = self.settings.export_failure_message
+        links = self.export_links(export_id, request)
+        return Response.json({"_links": {k: links[k] for k in ("self", "query", "download")},
+                              "export": body})
+
+    def export_download(self, request: Request, developer_id: str, prefix: str,
+                        export_id: str) -> Response:
+        export = self.find_export(developer_id, prefix, export_id)
+        if export is None:
+            return self.reporting_error(404, f"Export {export_id} not found")
+        if self.export_state(export) != "COMPLETED":
+            return self.reporting_error(404, "Export is being processed")
+        kind, query = export["kind"], export["query"]
+        rows = {"licenses": self.data.licenses, "transactions": self.data.transactions,
+                "marketing_attribution": self.data.attributions}[kind](query)
+        wrapper = "marketingAttribution" if kind == "marketing_attribution" else None
+        return Response(200, json_array(rows, self.settings.download_chunk_bytes, wrapper),
+                        {"Content-Type": "application/json"})
+
+
+EXPORT_PREFIX = {"licenses": "/licenses", "transactions": "/sales/transactions",
+                 "marketing_attribution": ""}
+
+
+def json_array(rows: t.Iterable[dict], chunk_bytes: int,
+               wrapper: str | None = None) -> t.Iterator[bytes]:
+    """A JSON array written row by row, in chunks: a 500k-row export never sits in memory."""
+    buffer = bytearray(b'{"%s":[' % wrapper.encode() if wrapper else b"[")
+    separator = b""
+    for row in rows:
+        buffer += separator
+        buffer += orjson.dumps(row)
+        separator = b","
+        if len(buffer) >= chunk_bytes:
+            yield bytes(buffer)
+            buffer.clear()
+    buffer += b"]}" if wrapper else b"]"
+    yield bytes(buffer)
+
+
 def generate_apps(settings: MarketplaceSettings, rng: random.Random) -> list[dict]:
     """The developer space's apps, as product listing items (reference §7.8)."""
     apps = []
@@ -224,3 +547,397 @@ def day(offset: int, first: str) -> str:
 
 def now() -> float:
     return time.monotonic()
+
+
+def _mix(i: int, seed: int) -> int:
+    """A cheap deterministic hash of a row number: rows are generated, never stored."""
+    x = (i + 1) * 0x9E3779B1 + seed * 0x85EBCA77
+    x ^= x >> 15
+    x = (x * 0x2C1B3C6D) & 0xFFFFFFFFFFFF
+    x ^= x >> 12
+    return x
+
+
+@dataclass
+class Query:
+    """The filters of one reporting request, parsed and validated."""
+
+    product_ids: set[str] | None = None
+    start: str | None = None
+    end: str | None = None
+    last_updated: str | None = None
+    insights: bool = False
+    atlassian: bool = False
+
+
+class ReportingData:
+    """Licenses, transactions, feedback, license events and attribution, by row number.
+
+    Rows are computed from their number on every request (so a 500,000-row export is
+    streamed, not built); ``update(kind, numbers, **fields)`` changes rows the way a
+    renewal or refund would, for incremental tests.
+    """
+
+    def __init__(self, settings: MarketplaceSettings, apps: list[dict]) -> None:
+        self.settings = settings
+        self.apps = apps
+        first = datetime.date.fromisoformat(settings.first_day)
+        last = datetime.date.fromisoformat(settings.last_day)
+        self.days = [(first + datetime.timedelta(days=d)).isoformat()
+                     for d in range((last - first).days + 1)]
+        self.overrides: dict[str, dict[int, dict]] = {}
+
+    def update(self, kind: str, numbers: t.Iterable[int], **fields: t.Any) -> None:
+        for number in numbers:
+            self.overrides.setdefault(kind, {}).setdefault(number, {}).update(fields)
+
+    # -- filters ------------------------------------------------------------------------
+
+    def query(self, request: Request, kind: str) -> Query | Response:
+        values = {}
+        for name in ("startDate", "endDate", "lastUpdated"):
+            value = request.arg(name)
+            if value is not None:
+                try:
+                    datetime.date.fromisoformat(value)
+                except ValueError:
+                    return MarketplaceApp.reporting_error(400, f"{name}: Must be a date")
+                if len(value) != 10:
+                    return MarketplaceApp.reporting_error(400, f"{name}: Must be a date")
+            values[name] = value
+        product_ids: set[str] | None = set(request.args("productId")) or None
+        if product_ids and any("," in p for p in product_ids):
+            product_ids = None  # the live API silently reads "a,b" as "every app"
+        insights = request.arg("withDataInsights") == "true"
+        if insights and kind == "licenses" and (values["startDate"] or "") < INSIGHTS_SINCE:
+            return MarketplaceApp.reporting_error(
+                400, "withDataInsights is only applicable if startDate is after July, 2018")
+        return Query(product_ids, values["startDate"], values["endDate"],
+                     values["lastUpdated"], insights,
+                     request.arg("includeAtlassianLicenses") == "true")
+
+    def _app(self, number: int, query: Query) -> dict | None:
+        app = self.apps[number % len(self.apps)]
+        if query.product_ids is not None and app["productId"] not in query.product_ids:
+            return None
+        return app
+
+    def _dates(self, h: int, length: int) -> tuple[str, str, str]:
+        """Start, end and last-updated days of a row (last update on or after the start)."""
+        span = len(self.days)
+        start = (h >> 4) % max(1, span - 1)
+        end = min(span - 1, start + length)
+        updated = min(span - 1, start + (h >> 14) % 400)
+        return self.days[start], self.days[end], self.days[updated]
+
+    @staticmethod
+    def _updated_since(row: dict, query: Query) -> bool:
+        return query.last_updated is None or row["lastUpdated"] >= query.last_updated
+
+    # -- licenses -----------------------------------------------------------------------
+
+    def licenses(self, query: Query) -> t.Iterator[dict]:
+        overrides = self.overrides.get("licenses", {})
+        for number in range(self.settings.licenses):
+            app = self._app(number, query)
+            if app is None:
+                continue
+            row = self.license(number, app, insights=query.insights)
+            if number in overrides:
+                row.update(overrides[number])
+            if row["licenseSourceType"] == "Atlassian" and not query.atlassian:
+                continue
+            # A license matches a date range when its maintenance period overlaps it, so
+            # one active across 2018-07-01 is in both halves of the data-insights split.
+            if query.start and row["maintenanceEndDate"] < query.start:
+                continue
+            if query.end and row["maintenanceStartDate"] > query.end:
+                continue
+            if self._updated_since(row, query):
+                yield row
+
+    def license(self, number: int, app: dict, *, insights: bool) -> dict:
+        h = _mix(number, self.settings.seed)
+        hosting = HOSTINGS[h % 3]
+        start, end, updated = self._dates(h, 30 if hosting == "Cloud" else 365)
+        country, region = REGIONS[(h >> 7) % len(REGIONS)]
+        row: dict[str, t.Any] = {
+            "addonKey": app["appKey"], "productId": app["productId"],
+            "addonName": app["appName"], "hosting": hosting,
+            "licenseType": LICENSE_TYPES[(h >> 9) % len(LICENSE_TYPES)],
+            "status": ("active", "inactive", "cancelled")[(h >> 11) % 3],
+            "tier": f"{10 * (1 + (h >> 13) % 50)} Users",
+            "lastUpdated": updated, "maintenanceStartDate": start, "maintenanceEndDate": end,
+            "licenseSourceType": "Atlassian" if number % 15 == 14 else "Non-Atlassian",
+            "contactDetails": {
+                "company": f"Customer {number}", "country": country, "region": region,
+                "technicalContact": {"email": f"admin{number}@customer.test",
+                                     "name": f"Admin {number}"},
+                "billingContact": {"email": "RTBF", "name": "RTBF"} if number % 11 == 0
+                else {"email": f"billing{number}@customer.test", "city": "Springfield"},
+            },
+        }
+        # The spec says isNewBillingSystem, the live API newBillingSystem.
+        row["isNewBillingSystem" if number % 5 == 0 else "newBillingSystem"] = (
+            "Yes" if h % 2 else "No")
+        if hosting == "Cloud":
+            row.update(appEntitlementId=str(uuid.UUID(int=h << 40 | number, version=4)),
+                       appEntitlementNumber=f"E-4{number:07d}",
+                       cloudId=f"cloud-{h % 99991}", cloudSiteHostname=f"site{number}.atlassian.net",
+                       appEdition=("Standard", "Advanced")[(h >> 17) % 2],
+                       cloudComplianceBoundaries=["commercial"])
+        else:
+            row["addonLicenseId"] = str(2000000 + number)
+            if number % 7:
+                row["licenseId"] = f"SEN-{2000000 + number}"
+            row["extendedServerSupport"] = "NA"
+        if number % 4 == 0:
+            row["partnerDetails"] = {"partnerName": "Reseller X", "partnerType": "Reseller",
+                                     "billingContact": {"email": "partner@reseller.test"}}
+        if insights:
+            row.update(
+                attribution={"channel": ("direct", "search", "referral")[h % 3],
+                             "referrerDomain": "google.com", "campaignSource": None},
+                evaluationOpportunitySize=("NA", "Pending", "100")[(h >> 5) % 3],
+                evaluationLicense=None if h % 2 else f"E-EVAL-{number}",
+                daysToConvertEval=str((h >> 6) % 30),
+                evaluationStartDate=start, evaluationEndDate=end, evaluationSaleDate="NA",
+                parentProductBillingCycle=("ANNUAL", "MONTHLY", "NA")[(h >> 8) % 3],
+                parentProductName=("Jira", "Confluence")[(h >> 10) % 2],
+                parentProductEdition=("Free", "Standard", "Premium")[(h >> 12) % 3],
+            )
+        return row
+
+    # -- transactions -------------------------------------------------------------------
+
+    def transactions(self, query: Query) -> t.Iterator[dict]:
+        overrides = self.overrides.get("transactions", {})
+        for number in range(self.settings.transactions):
+            app = self._app(number, query)
+            if app is None:
+                continue
+            row = self.transaction(number, app)
+            if number in overrides:
+                row.update(overrides[number])
+            sale_date = row["purchaseDetails"]["saleDate"]
+            if query.start and sale_date < query.start:
+                continue
+            if query.end and sale_date > query.end:
+                continue
+            if self._updated_since(row, query):
+                yield row
+
+    def transaction(self, number: int, app: dict) -> dict:
+        h = _mix(number, self.settings.seed + 1)
+        sale, maintenance_end, updated = self._dates(h, 365)
+        sale_type = SALE_TYPES[(h >> 9) % len(SALE_TYPES)]
+        price = round(((h >> 11) % 5000) / 10, 2) * (-1 if sale_type == "Refund" else 1)
+        country, region = REGIONS[(h >> 7) % len(REGIONS)]
+        return {
+            # A transaction has one or two line items: the id repeats, the line item not.
+            "transactionId": f"AT-{3000000 + number // 2}",
+            "transactionLineItemId": f"li-{number:07d}",
+            "addonLicenseId": str(2000000 + number), "licenseId": f"SEN-{2000000 + number}",
+            "addonKey": app["appKey"], "productId": app["productId"],
+            "addonName": app["appName"], "lastUpdated": updated,
+            "paymentStatus": ("Paid", "Open", "Refunded")[h % 3],
+            "customerDetails": {"company": f"Customer {number}", "country": country,
+                                "region": region,
+                                "technicalContact": {"email": f"t{number}@customer.test"}},
+            "purchaseDetails": {
+                "saleDate": sale, "licenseType": LICENSE_TYPES[(h >> 5) % 3],
+                "hosting": HOSTINGS[h % 3], "billingPeriod": ("Monthly", "Annual")[h % 2],
+                "tier": "25 Users", "purchasePrice": price, "vendorAmount": round(price * 0.85, 2),
+                "discounts": [{"type": "MARKETPLACE_PROMOTION", "amount": 5.0, "code": "PROMO"}]
+                if number % 6 == 0 else [],
+                "saleType": sale_type, "maintenanceStartDate": sale,
+                "maintenanceEndDate": maintenance_end,
+            },
+            "dunningStatus": [{"attemptCount": 1, "paymentAttemptDate": sale}]
+            if number % 9 == 0 else None,
+        }
+
+    # -- feedback, events, attribution ------------------------------------------------
+
+    def feedback(self, query: Query) -> t.Iterator[dict]:
+        for number in range(self.settings.feedback):
+            app = self._app(number, query)
+            if app is None:
+                continue
+            h = _mix(number, self.settings.seed + 2)
+            date = self._dates(h, 0)[0]
+            if (query.start and date < query.start) or (query.end and date > query.end):
+                continue
+            row = {"addonKey": app["appKey"], "productId": app["productId"],
+                   "addonName": app["appName"], "addonVersion": f"1.{h % 9}.0",
+                   "hosting": HOSTINGS[h % 3], "date": date,
+                   "feedbackType": ("disable", "uninstall", "unsubscribe")[h % 3],
+                   "reasonKey": "usefulness", "reason": "Not useful enough",
+                   "message": f"feedback {number}"}
+            if number % 3:
+                row.update(email=f"user{number}@customer.test", fullName=f"User {number}",
+                           licenseId=f"SEN-{2000000 + number}")
+            yield row
+
+    def events(self, kind: str, query: Query) -> t.Iterator[dict]:
+        overrides = self.overrides.get(kind, {})
+        salt = {"churn": 3, "conversion": 4, "renewal": 5}[kind]
+        every = self.settings.flattened_license_details_every
+        for number in range(self.settings.events_per_kind):
+            app = self._app(number, query)
+            if app is None:
+                continue
+            h = _mix(number, self.settings.seed + salt)
+            event_date, maintenance_end, updated = self._dates(h, 30)
+            details = {"licenseId": f"SEN-{2000000 + number}",
+                       "appEntitlementId": str(uuid.UUID(int=h << 40 | number, version=4)),
+                       "appEntitlementNumber": f"E-5{number:07d}", "cloudId": f"c-{h % 997}",
+                       "maintenanceStartDate": event_date,
+                       "maintenanceEndDate": maintenance_end, "monthsValid": 1}
+            row: dict[str, t.Any] = {
+                "addonKey": app["appKey"], "productId": app["productId"],
+                "addonName": app["appName"], "hosting": ("Cloud", "Data center")[h % 2],
+                "appEdition": "Standard", "lastUpdated": updated, "eventDate": event_date,
+                "transactionId": f"IN-EU-{h % 100000}",
+            }
+            if every and kind == "renewal" and number % every == 0:
+                row.update(details, licenseDetails=None)  # the spec example's flat form
+            else:
+                row["licenseDetails"] = details
+            if number in overrides:
+                row.update(overrides[number])
+            if (query.start and event_date < query.start) or (
+                    query.end and event_date > query.end):
+                continue
+            if self._updated_since(row, query):
+                yield row
+
+    def attributions(self, query: Query) -> t.Iterator[dict]:
+        for number in range(self.settings.attributions):
+            app = self._app(number, query)
+            if app is None:
+                continue
+            h = _mix(number, self.settings.seed + 6)
+            date = self._dates(h, 0)[0]
+            if (query.start and date < query.start) or (query.end and date > query.end):
+                continue
+            yield {"addonLicenseId": str(2000000 + number),
+                   "appEntitlementNumber": f"E-4{number:07d}",
+                   "addonKey": app["appKey"], "productId": app["productId"],
+                   "channel": ("Organic", "Paid search", "Referral")[h % 3],
+                   "referrerDomain": "google.com" if h % 2 else None,
+                   "marketplaceURL": f"https://marketplace.atlassian.com/apps/{number}",
+                   "campaignSource": "newsletter" if h % 4 == 0 else None,
+                   "eventTimestamp": f"{date} {h % 24:02d}:{h % 60:02d}:{(h >> 6) % 60:02d}",
+                   "userId": f"{h:x}", "userType": ("admin", "requester")[h % 2]}
+
+
+class Catalog:
+    """App software, versions, parent software, reviews, members and the like."""
+
+    PARENTS = ("jira", "confluence", "bitbucket", "bamboo", "crowd", "fisheye", "compass")
+    SOFTWARE_HOSTINGS = ("cloud", "datacenter", "server")
+
+    def __init__(self, settings: MarketplaceSettings, apps: list[dict],
+                 rng: random.Random) -> None:
+        def new_id() -> str:
+            return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+        self.software_by_app_key: dict[str, list[dict]] = {}
+        self.versions: dict[str, list[dict]] = {}
+        self.version_listings: dict[str, list[dict]] = {}
+        self.reviews: dict[str, list[dict]] = {}
+        self.migration: dict[str, dict] = {}
+        self.privacy: dict[str, dict] = {}
+        parents = self.PARENTS[:settings.parent_software]
+        for index, app in enumerate(apps):
+            software = []
+            for hosting in self.SOFTWARE_HOSTINGS[:settings.software_per_app]:
+                software_id = new_id()
+                software.append({"appSoftwareId": software_id, "hosting": hosting,
+                                 "complianceBoundaries": ["commercial"] if hosting == "cloud"
+                                 else None, "archived": False})
+                self.versions[software_id] = [{
+                    "buildNumber": 1000 + k, "versionNumber": f"1.{k}.0",
+                    "compatibilities": [{"parentSoftwareId": parents[0] if parents else "jira",
+                                         "minBuildNumber": 900000, "maxBuildNumber": 990000}],
+                    "supportedPaymentModel": "paid-via-atlassian",
+                    "frameworkDetails": {"frameworkId": "forge" if hosting == "cloud"
+                                         else "plugin", "attributes": {}},
+                    "licenseType": {"id": "commercial", "name": "Commercial"},
+                    "changelog": {"releaseSummary": f"Release {k}", "releaseNotes": "Fixes."},
+                    "supported": True, "beta": k == settings.versions_per_software - 1,
+                    "state": "active", "revision": 1,
+                    "releaseDetails": {"releasedAt": f"2024-0{1 + k % 9}-15T10:00:00Z",
+                                       "releasedBy": "release-bot"},
+                    "createdAt": f"2024-0{1 + k % 9}-14T10:00:00Z",
+                } for k in range(settings.versions_per_software)]
+                self.version_listings[software_id] = [{
+                    "buildNumber": 1000 + k, "state": "PUBLIC" if k % 3 else "PRIVATE",
+                    "approvalStatus": "APPROVED", "revision": 1 + k,
+                    "moreDetails": f"What is new in 1.{k}.0",
+                    "heroImage": new_id(), "youtubeId": None,
+                    "screenshots": [{"caption": "Dashboard", "imageId": new_id()}],
+                    "highlights": [{"title": "Fast", "caption": "Very", "summary": "Quick",
+                                    "screenshot": {"caption": "x", "imageId": new_id()},
+                                    "thumbnail": new_id()}],
+                    "deploymentInstructions": [],
+                    "developerLinks": {"documentation": "https://docs.sandbox.test",
+                                       "bonTermsSupported": True},
+                } for k in range(settings.version_listings_per_software)]
+            self.software_by_app_key[app["appKey"]] = software
+            self.reviews[app["productId"]] = [{
+                "id": f"rev-{index}-{k}", "content": f"Review {k} of {app['appName']}",
+                "responseContent": "Thanks!" if k % 2 else None, "stars": 1 + (k + index) % 5,
+                "date": f"2025-01-{1 + k % 28:02d}T08:15:00Z", "totalVotes": k,
+                "helpfulVotes": k // 2, "productHosting": "cloud", "isFlagged": False,
+                "authorName": f"Reviewer {k}", "transitionedToFiveStarRating": k % 3 == 0,
+            } for k in range(settings.reviews_per_app)]
+            if index % 3 != 2:  # some apps never filled in migration information
+                self.migration[app["productId"]] = {
+                    "addonKey": app["appKey"], "addonName": app["appName"],
+                    "productId": app["productId"], "developerId": settings.developer_id,
+                    "cloudAddonKey": app["appKey"] + ".cloud", "cloudVersionAvailability": "PUBLIC",
+                    "migrationPath": "AUTOMATED", "cloudMigrationAssistantCompatibility": "4.5.0",
+                    "isDualLicenseOptedIn": index % 2 == 0,
+                    "migrationDocumentation": "https://docs.sandbox.test/migrate",
+                    "cloudMigrationAssistantCompatibilityRanges": [{"start": "4.0.0",
+                                                                    "end": "4.5.0"}],
+                }
+            if index % 4 != 3:
+                self.privacy[app["productId"]] = {"commonCloud": {
+                    "dataAccessAndStorage": {"dataAccess": {"dataAccessTypes": ["USER_PROFILE"],
+                                                            "dataAccessScope": "USER_LEVEL"}},
+                    "thirdPartyInformation": {"thirdPartyServices": ["AWS"],
+                                              "dataSharing": False},
+                    "logDetails": {"loggingEnabled": True, "logRetention": "30_DAYS"},
+                    "dataResidency": {"dataResidencyRegions": ["US", "EU"]},
+                    "dataRetention": {"retentionPeriod": "90_DAYS"},
+                    "privacy": {"gdpr": {"gdprCompliant": True}},
+                    "security": {"securityContact": "security@sandbox.test",
+                                 "isDiskEncryptionSupported": True,
+                                 "compliantCertifications": ["SOC2"]},
+                }}
+        self.parents = [{"id": parent, "developerId": "atlassian", "name": parent.title(),
+                         "hostingOptions": ["cloud", "datacenter"],
+                         "extensibilityFrameworks": ["forge", "connect"], "state": "active",
+                         "revision": 2} for parent in parents]
+        self.parent_versions = {parent: [{
+            "buildNumber": 900000 + 100 * k, "versionNumber": f"9.{k}.0",
+            "hosting": ["datacenter"], "state": "active", "revision": 1,
+            "createdAt": f"2024-0{1 + k % 9}-01T00:00:00Z",
+        } for k in range(settings.versions_per_parent)] for parent in parents}
+        self.members = [{
+            "aaid": f"5b10a2844c20165700ede{k:03d}", "email": f"member{k}@sandbox.test",
+            "userName": f"Member {k}",
+            "roles": [{"roleId": ("admin", "data-analyst", "viewer")[k % 3],
+                       "resourceType": "DEVELOPER_SPACE", "resourceId": settings.developer_id}],
+            "categories": ["engineering"] if k % 2 else ["finance", "primary"],
+        } for k in range(settings.members)]
+        self.space_listings = [{
+            "developerId": settings.developer_id, "name": "Sandbox Apps Inc.",
+            "description": "We build sandbox apps.", "homePageUrl": "https://sandbox.test",
+            "supportContact": {"email": "support@sandbox.test", "phone": "+1 555 0100"},
+            "location": {"city": "Sydney", "country": "Australia"},
+            "logoImageId": new_id(), "trustCenterUrl": None,
+        }]

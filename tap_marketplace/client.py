@@ -7,8 +7,11 @@ configured developer id, or the one resolved once per run from ``vendor_id``.
 
 from __future__ import annotations
 
+import hashlib
 import typing as t
+from functools import cached_property
 
+import orjson
 from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
 
 from tap_common.client import VendorRESTStream
@@ -56,6 +59,24 @@ def link_href(links: t.Any, name: str) -> str | None:
     if isinstance(link, dict):
         link = link.get("href")
     return link if isinstance(link, str) and link else None
+
+
+def content_key(row: dict) -> str:
+    """A stable id for rows the API gives none (feedback, attribution): their content."""
+    return hashlib.sha256(orjson.dumps(row, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def license_key(row: dict) -> str | None:
+    """One id across hosting types: entitlement number, else SEN license id (reference §7.1)."""
+    if row.get("appEntitlementNumber"):
+        return str(row["appEntitlementNumber"])
+    if row.get("licenseId"):
+        return str(row["licenseId"])
+    if row.get("addonLicenseId"):
+        return f"SEN-{row['addonLicenseId']}"
+    if row.get("appEntitlementId"):
+        return str(row["appEntitlementId"])
+    return None
 
 
 # -- the four pagination shapes (reference §3.1, §3.2) -------------------------------
@@ -115,15 +136,47 @@ class BodyTokenPaginator(BaseAPIPaginator[t.Optional[str]]):
 
 
 class MarketplaceStream(VendorRESTStream):
-    """A Marketplace API v3 endpoint."""
+    """A Marketplace API v3 endpoint.
+
+    Records are shaped to their schema here, once: ``adapt`` (per stream) fixes the
+    vendor's variations, ``context_fields`` copies the parent's keys into a child's
+    rows, and fields the schema does not declare are left out.
+    """
 
     _tap: TapMarketplace
     #: Send the configured ``product_ids`` as repeated ``productId`` parameters.
     filters_by_product: t.ClassVar[bool] = False
+    #: Context keys (the parent's ids) copied into each record.
+    context_fields: t.ClassVar[tuple[str, ...]] = ()
+
+    def adapt(self, row: dict, context: Context | None) -> dict | None:
+        """The vendor's row in this stream's terms; None drops it."""
+        return row
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        adapted = self.adapt(row, context)
+        if adapted is None:
+            return None
+        for name in self.context_fields:
+            adapted.setdefault(name, (context or {}).get(name))
+        declared = self._declared_fields
+        return {name: value for name, value in adapted.items() if name in declared}
+
+    @cached_property
+    def _declared_fields(self) -> frozenset[str]:
+        return frozenset(self.schema["properties"])
+
+    def validate_response(self, response: requests.Response) -> None:
+        if response.status_code in self.tolerated_statuses:
+            self.logger.info("%s; skipped", self.error_line(response))
+        super().validate_response(response)
 
     @property
     def developer_id(self) -> str:
         return self._tap.developer_id(self)
+
+    def get_new_paginator(self) -> t.Any:
+        return None  # one request; paged streams say how they page
 
     def get_url(self, context: Context | None) -> str:
         values = dict(context or {})

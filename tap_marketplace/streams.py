@@ -7,9 +7,320 @@ import typing as t
 from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_marketplace import schemas
-from tap_marketplace.client import MarketplaceStream
+from tap_marketplace.client import (
+    REPORTING,
+    CursorStream,
+    ExportableReportingStream,
+    MarketplaceStream,
+    ReportingStream,
+    TokenCursorStream,
+    content_key,
+    license_key,
+)
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
 
 SCHEMAS = SchemaDirectory(schemas)
+
+#: Atlassian has data insights only for licenses from this day on (reference §5).
+INSIGHTS_SINCE = "2018-07-01"
+LAST_DAY_WITHOUT_INSIGHTS = "2018-06-30"
+
+
+def _flag(value: t.Any) -> str:
+    return "true" if value else "false"
+
+
+# -- reporting ------------------------------------------------------------------------
+
+
+class LicensesStream(ExportableReportingStream):
+    """Licenses of every hosting type, keyed on ``license_key``.
+
+    ``withDataInsights`` only works for ``startDate`` from July 2018, so a range that
+    reaches further back is asked for in two passes: from 2018-07-01 with insights,
+    then up to 2018-06-30 without. A license active across the boundary is in both; the
+    first (with insights) is kept.
+    """
+
+    name = "licenses"
+    path = f"{REPORTING}/licenses"
+    export_path = f"{REPORTING}/licenses/async/export"
+    collection_key = "licenses"
+    primary_keys = ("license_key",)
+    replication_key = "lastUpdated"
+    schema = StreamSchema(SCHEMAS)
+
+    def queries(self, context: Context | None) -> list[dict[str, t.Any]]:
+        common = {
+            "lastUpdated": self.starting_date(context),
+            "includeAtlassianLicenses": _flag(self.config.get("include_atlassian_licenses")),
+        }
+        start = self.config.get("start_date")
+        if not self.config.get("with_data_insights", True):
+            return [{**common, "startDate": start}]
+        if start and str(start) >= INSIGHTS_SINCE:
+            return [{**common, "startDate": start, "withDataInsights": "true"}]
+        return [
+            {**common, "startDate": INSIGHTS_SINCE, "withDataInsights": "true"},
+            {**common, "startDate": start, "endDate": LAST_DAY_WITHOUT_INSIGHTS},
+        ]
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        if len(self.queries(context)) == 1:
+            yield from super().get_records(context)
+            return
+        # Only a license that started before the boundary can be in both passes, so
+        # only those keys are remembered: memory stays small on a large export.
+        straddling: set[str] = set()
+        for record in super().get_records(context):
+            key = record["license_key"]
+            if key in straddling:
+                continue
+            if (record.get("maintenanceStartDate") or "") < INSIGHTS_SINCE:
+                straddling.add(key)
+            yield record
+
+    def adapt(self, row: dict, context: Context | None) -> dict:
+        row["license_key"] = license_key(row)
+        # The spec names it isNewBillingSystem; the live API sends newBillingSystem.
+        if "isNewBillingSystem" in row:
+            row.setdefault("newBillingSystem", row.pop("isNewBillingSystem"))
+        return row
+
+
+class TransactionsStream(ExportableReportingStream):
+    """Sales line items; a ``transactionId`` repeats across the line items of one sale."""
+
+    name = "transactions"
+    path = f"{REPORTING}/sales/transactions"
+    export_path = f"{REPORTING}/sales/transactions/async/export"
+    collection_key = "transactions"
+    primary_keys = ("transactionLineItemId",)
+    replication_key = "lastUpdated"
+    schema = StreamSchema(SCHEMAS)
+
+    def query(self, context: Context | None) -> dict[str, t.Any]:
+        return {"startDate": self.config.get("start_date"),
+                "lastUpdated": self.starting_date(context)}
+
+
+class MarketingAttributionStream(ExportableReportingStream):
+    """Marketing touch points before evaluations: export only, keyed on the row's content."""
+
+    name = "marketing_attribution"
+    path = f"{REPORTING}/marketing-attribution/async/export"
+    export_path = path
+    export_only = True
+    export_wrapper_key = "marketingAttribution"
+    primary_keys = ("attribution_id",)
+    replication_key = "eventTimestamp"
+    schema = StreamSchema(SCHEMAS)
+
+    def query(self, context: Context | None) -> dict[str, t.Any]:
+        return {"startDate": self.starting_date(context)}
+
+    def adapt(self, row: dict, context: Context | None) -> dict:
+        row["attribution_id"] = content_key(row)
+        return row
+
+
+class FeedbackStream(ReportingStream):
+    """Disable/uninstall feedback; rows have no id, so the key is their content."""
+
+    name = "feedback"
+    path = f"{REPORTING}/feedback/details"
+    collection_key = "feedback"
+    primary_keys = ("feedback_id",)
+    replication_key = "date"
+    schema = StreamSchema(SCHEMAS)
+
+    def query(self, context: Context | None) -> dict[str, t.Any]:
+        return {"startDate": self.starting_date(context)}
+
+    def adapt(self, row: dict, context: Context | None) -> dict:
+        row["feedback_id"] = content_key(row)
+        return row
+
+
+LICENSE_DETAIL_FIELDS = (
+    "licenseId", "appEntitlementId", "appEntitlementNumber", "cloudId", "maintenanceStartDate",
+    "maintenanceEndDate", "monthsValid", "inGracePeriod", "multiInstanceEntitlementId",
+    "multiInstanceEntitlementNumber",
+)
+
+
+class LicenseEventsStream(ReportingStream):
+    """Cloud license churn/conversion/renewal events, one row per license and event day."""
+
+    event: t.ClassVar[str]
+    collection_key = "events"
+    primary_keys = ("license_key", "eventDate")
+    replication_key = "lastUpdated"
+
+    def query(self, context: Context | None) -> dict[str, t.Any]:
+        return {"startDate": self.config.get("start_date"),
+                "lastUpdated": self.starting_date(context)}
+
+    def adapt(self, row: dict, context: Context | None) -> dict:
+        # Nested in the live API, flattened onto the event in one spec example.
+        details = row.get("licenseDetails")
+        details = dict(details) if isinstance(details, dict) else {}
+        for name in LICENSE_DETAIL_FIELDS:
+            if name in row:
+                details.setdefault(name, row.pop(name))
+        row["licenseDetails"] = details or None
+        row["license_key"] = license_key(details) or content_key(row)
+        return row
+
+
+class LicenseChurnEventsStream(LicenseEventsStream):
+    name = "license_churn_events"
+    path = f"{REPORTING}/sales/metrics/churn/details"
+    schema = StreamSchema(SCHEMAS)
+
+
+class LicenseConversionEventsStream(LicenseEventsStream):
+    name = "license_conversion_events"
+    path = f"{REPORTING}/sales/metrics/conversion/details"
+    schema = StreamSchema(SCHEMAS)
+
+
+class LicenseRenewalEventsStream(LicenseEventsStream):
+    name = "license_renewal_events"
+    path = f"{REPORTING}/sales/metrics/renewal/details"
+    schema = StreamSchema(SCHEMAS)
+
+
+# -- catalog --------------------------------------------------------------------------
+
+
+class AppListingsStream(CursorStream):
+    """The developer space's apps, private ones included."""
+
+    name = "app_listings"
+    path = "/rest/3/product-listing/developer-space/{developerId}"
+    records_jsonpath = "$.items[*]"
+    primary_keys = ("productId",)
+    schema = StreamSchema(SCHEMAS)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        return {**super().get_url_params(context, next_page_token), "includePrivate": "true"}
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        return {"productId": record["productId"], "appKey": record.get("appKey")}
+
+
+class AppSoftwareStream(MarketplaceStream):
+    """The app software (one per hosting) of each app: a bare array."""
+
+    name = "app_software"
+    path = "/rest/3/app-software/app-key/{appKey}"
+    parent_stream_type = AppListingsStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("appKey", "productId")
+    primary_keys = ("appSoftwareId",)
+    schema = StreamSchema(SCHEMAS)
+    # An app listed before any software was uploaded has none.
+    tolerated_statuses = frozenset({404})
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        return {"appSoftwareId": record["appSoftwareId"]}
+
+
+class AppSoftwareVersionsStream(CursorStream):
+    name = "app_software_versions"
+    path = "/rest/3/app-software/{appSoftwareId}/versions"
+    records_jsonpath = "$.versions[*]"
+    parent_stream_type = AppSoftwareStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("appSoftwareId",)
+    primary_keys = ("appSoftwareId", "buildNumber")
+    schema = StreamSchema(SCHEMAS)
+
+
+class AppVersionListingsStream(CursorStream):
+    """The listing (screenshots, highlights, links) of every version of an app software."""
+
+    name = "app_version_listings"
+    path = "/rest/3/app-software/{appSoftwareId}/listings/all"
+    records_jsonpath = "$.listings[*]"
+    parent_stream_type = AppSoftwareStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("appSoftwareId",)
+    primary_keys = ("appSoftwareId", "buildNumber")
+    schema = StreamSchema(SCHEMAS)
+
+
+class ParentSoftwareStream(CursorStream):
+    """Atlassian's host products (Jira, Confluence …)."""
+
+    name = "parent_software"
+    path = "/rest/3/parent-software"
+    records_jsonpath = "$.parentSoftware[*]"
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        return {"parentSoftwareId": record["id"]}
+
+
+class ParentSoftwareVersionsStream(CursorStream):
+    name = "parent_software_versions"
+    path = "/rest/3/parent-software/{parentSoftwareId}/versions"
+    records_jsonpath = "$.versions[*]"
+    parent_stream_type = ParentSoftwareStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("parentSoftwareId",)
+    primary_keys = ("parentSoftwareId", "buildNumber")
+    schema = StreamSchema(SCHEMAS)
+
+
+class ReviewsStream(TokenCursorStream):
+    """Customer reviews of each app; the next page comes from the top-level ``cursor``."""
+
+    name = "reviews"
+    path = "/rest/3/products/{productId}/reviews"
+    records_jsonpath = "$.reviews[*]"
+    cursor_field = "cursor"
+    parent_stream_type = AppListingsStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("productId",)
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+
+
+class CloudMigrationCompatibilityStream(MarketplaceStream):
+    """Each app's Server/DC → Cloud migration information (404 when never filled in)."""
+
+    name = "cloud_migration_compatibility"
+    path = "/rest/3/cloud-migration-compatibility/products/{productId}"
+    records_jsonpath = "$"
+    parent_stream_type = AppListingsStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("productId",)
+    primary_keys = ("productId",)
+    schema = StreamSchema(SCHEMAS)
+    tolerated_statuses = frozenset({404})
+
+
+class PrivacyAndSecurityStream(MarketplaceStream):
+    """Each app's published privacy and security answers (404 when there are none)."""
+
+    name = "privacy_and_security"
+    path = "/rest/3/privacy-and-security/products/{productId}"
+    records_jsonpath = "$"
+    parent_stream_type = AppListingsStream
+    state_partitioning_keys: t.ClassVar[list[str]] = []
+    context_fields = ("productId",)
+    primary_keys = ("productId",)
+    schema = StreamSchema(SCHEMAS)
+    tolerated_statuses = frozenset({404})
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        # Partners who may edit the app would get the unpublished draft by default.
+        return {"state": "live"}
 
 
 class DeveloperSpaceStream(MarketplaceStream):
@@ -21,10 +332,46 @@ class DeveloperSpaceStream(MarketplaceStream):
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
 
-    def get_new_paginator(self) -> None:
-        return None
+
+class DeveloperSpaceMembersStream(TokenCursorStream):
+    """Team members; the next page comes from a bare token in the top-level ``next``."""
+
+    name = "developer_space_members"
+    path = "/rest/3/developer-space/{developerId}/members"
+    records_jsonpath = "$.members[*]"
+    cursor_field = "next"
+    page_size = 10  # the documented maximum
+    primary_keys = ("aaid",)
+    schema = StreamSchema(SCHEMAS)
+
+
+class DeveloperSpaceListingsStream(MarketplaceStream):
+    """The developer's public profile listing(s): a bare array."""
+
+    name = "developer_space_listings"
+    path = "/rest/3/developer-space/{developerId}/listings"
+    primary_keys = ("developerId",)
+    schema = StreamSchema(SCHEMAS)
 
 
 STREAMS: list[type[MarketplaceStream]] = [
+    LicensesStream,
+    TransactionsStream,
+    MarketingAttributionStream,
+    FeedbackStream,
+    LicenseChurnEventsStream,
+    LicenseConversionEventsStream,
+    LicenseRenewalEventsStream,
+    AppListingsStream,
+    AppSoftwareStream,
+    AppSoftwareVersionsStream,
+    AppVersionListingsStream,
+    ParentSoftwareStream,
+    ParentSoftwareVersionsStream,
+    ReviewsStream,
+    CloudMigrationCompatibilityStream,
+    PrivacyAndSecurityStream,
     DeveloperSpaceStream,
+    DeveloperSpaceMembersStream,
+    DeveloperSpaceListingsStream,
 ]
