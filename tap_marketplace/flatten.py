@@ -211,7 +211,7 @@ def periods(start: datetime.date, end: datetime.date, unit: str
             ) -> list[tuple[datetime.date, datetime.date]]:
     """Consecutive ``(first day, last day)`` periods covering ``start``..``end``.
 
-    Weeks start on Sunday and months on the 1st, as Atlassian aligns its aggregates;
+    Weeks start on Sunday, months and years on the 1st, as Atlassian aligns its aggregates;
     the first period starts on or before ``start``.
     """
     if unit == "day":
@@ -220,6 +220,8 @@ def periods(start: datetime.date, end: datetime.date, unit: str
         first = start - datetime.timedelta(days=(start.weekday() + 1) % 7)
     elif unit == "month":
         first = start.replace(day=1)
+    elif unit == "year":
+        first = start.replace(month=1, day=1)
     else:
         msg = f"unknown period unit {unit!r}"
         raise ValueError(msg)
@@ -236,6 +238,8 @@ def next_period(first: datetime.date, unit: str) -> datetime.date:
         return first + datetime.timedelta(days=1)
     if unit == "week":
         return first + datetime.timedelta(days=7)
+    if unit == "year":
+        return first.replace(year=first.year + 1, month=1, day=1)
     return (first.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 

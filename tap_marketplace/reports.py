@@ -1,0 +1,721 @@
+"""Aggregated reports, partner metrics, free-starter-tier snapshots and the catalog snapshot.
+
+Each report stream declares its endpoint(s); ``ReportStream`` asks for the date range
+(from a lookback before the bookmark), and ``tap_marketplace.flatten`` turns the
+nested answer into tidy rows. Records carry exactly the properties of the stream's
+schema (``project``), so they match it whatever the writer's conformance level.
+"""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+from urllib.parse import parse_qs, urlsplit
+
+from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import typing as th
+from singer_sdk.pagination import BaseAPIPaginator
+
+from tap_common.errors import VendorAPIError
+from tap_common.exports import ExportFile, rows_with_resume
+from tap_marketplace import flatten, schemas
+from tap_marketplace.client import REPORTING, MarketplaceStream, api_href, link_href
+
+if t.TYPE_CHECKING:
+    import requests
+    from singer_sdk.helpers.types import Context
+
+SCHEMAS = SchemaDirectory(schemas)
+
+DEFAULT_LOOKBACK_DAYS = 35
+DEFAULT_HISTORY_DAYS = 365
+SEARCH_SOURCES = ("marketplace", "embedded-marketplace")
+#: The partner-metrics page limit is counted in periods; 14 is the API's maximum.
+PARTNER_METRICS_MAX_PAGE_PERIODS = 14
+GRANULARITY_UNITS = {"DAY": "day", "WEEK": "week", "MONTH": "month", "YEAR": "year"}
+DEFAULT_PARTNER_METRICS_QUERY: dict[str, t.Any] = {
+    "granularity": "WEEK",
+    "attributes": [{"name": "APP_KEY"}, {"name": "PARENT_SOFTWARE"},
+                   {"name": "PARENT_SOFTWARE_VERSION"}],
+    "metrics": {"metricFields": [{"name": "INSTALL_COUNT"}]},
+}
+
+SETTINGS = (
+    th.Property(
+        "report_lookback_days",
+        th.IntegerType,
+        default=DEFAULT_LOOKBACK_DAYS,
+        description="Aggregated reports, partner metrics and daily snapshots are read again "
+        "from this many days before their bookmark, because Atlassian restates recent "
+        "periods. The default (35) re-reads at least the previous month.",
+    ),
+    th.Property(
+        "report_history_days",
+        th.IntegerType,
+        default=DEFAULT_HISTORY_DAYS,
+        description="Where reports start when there is neither a bookmark nor `start_date`: "
+        "this many days back.",
+    ),
+    th.Property(
+        "search_keyword_sources",
+        th.ArrayType(th.StringType),
+        default=list(SEARCH_SOURCES),
+        description="Search sources of the per-source keyword report: `marketplace` and/or "
+        "`embedded-marketplace`.",
+    ),
+    th.Property(
+        "partner_metrics_query",
+        th.ObjectType(additional_properties=True),
+        default=DEFAULT_PARTNER_METRICS_QUERY,
+        description="Body of the partner-metrics query (`granularity`, `attributes`, "
+        "`metrics`, `attributesFilter`, `sortByList`) without `dateRange`, which the tap "
+        "sets. Default: weekly INSTALL_COUNT by app, parent software and its version.",
+    ),
+    th.Property(
+        "partner_metrics_page_periods",
+        th.IntegerType,
+        default=PARTNER_METRICS_MAX_PAGE_PERIODS,
+        description="Periods per partner-metrics request (`limit`, 1-14).",
+    ),
+)
+
+
+def config_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """Checks of the report settings; each message names its setting."""
+    errors = []
+    for name in ("report_lookback_days", "report_history_days"):
+        value = config.get(name)
+        if value is not None and value < (0 if name == "report_lookback_days" else 1):
+            errors.append(f"`{name}` must be {'0 or more' if 'lookback' in name else 'at least 1'}"
+                          f", not {value}.")
+    sources = config.get("search_keyword_sources")
+    if sources is not None:
+        unknown = sorted(set(sources) - set(SEARCH_SOURCES))
+        if unknown:
+            errors.append(f"`search_keyword_sources` may only hold {list(SEARCH_SOURCES)}; "
+                          f"unknown: {unknown}.")
+    page = config.get("partner_metrics_page_periods")
+    if page is not None and not 1 <= page <= PARTNER_METRICS_MAX_PAGE_PERIODS:
+        errors.append(f"`partner_metrics_page_periods` must be between 1 and "
+                      f"{PARTNER_METRICS_MAX_PAGE_PERIODS}, not {page}.")
+    query = config.get("partner_metrics_query")
+    if query is not None:
+        errors.extend(_partner_query_errors(query))
+    return errors
+
+
+def _partner_query_errors(query: t.Any) -> list[str]:
+    name = "`partner_metrics_query`"
+    if not isinstance(query, dict):
+        return [f"{name} must be an object (the query body), not {type(query).__name__}."]
+    errors = []
+    metrics = query.get("metrics")
+    if not isinstance(metrics, dict) or not (metrics.get("metricFields")
+                                             or metrics.get("metricSets")):
+        errors.append(f"{name} needs `metrics` as an object with a `metricFields` or "
+                      "`metricSets` list, e.g. {\"metricFields\": [{\"name\": "
+                      "\"INSTALL_COUNT\"}]}.")
+    granularity = str(query.get("granularity", "WEEK")).upper()
+    if granularity not in GRANULARITY_UNITS:
+        errors.append(f"{name}: `granularity` must be one of {list(GRANULARITY_UNITS)}, not "
+                      f"{query.get('granularity')!r}.")
+    if "dateRange" in query:
+        errors.append(f"{name} must not contain `dateRange`: the tap sets it from the bookmark, "
+                      "`start_date` and `report_lookback_days`.")
+    return errors
+
+
+def report_streams(tap: t.Any) -> list[MarketplaceStream]:
+    return [stream_class(tap) for stream_class in REPORT_STREAMS]
+
+
+def utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.timezone.utc).date()
+
+
+# -- the base ------------------------------------------------------------------------
+
+
+class ReportStream(MarketplaceStream):
+    """A reporting aggregate read over a date range, incrementally on ``date``.
+
+    Subclasses declare ``name``, ``path`` and either one ``report`` or several
+    (``report_contexts``: a partition per report, with path parameters); each report
+    keeps its own bookmark. ``rows`` flattens one answer.
+    """
+
+    schema = StreamSchema(SCHEMAS)
+    replication_key = "date"
+    records_jsonpath = "$"
+    #: A bookmark per report; path parameters in a context stay out of state and rows.
+    state_partitioning_keys: t.ClassVar[list[str]] = ["report"]
+    #: The report of a stream that reads only one.
+    report: t.ClassVar[str] = ""
+    #: Send ``aggregation`` (week/month) from the settings.
+    uses_aggregation: t.ClassVar[bool] = False
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._context: Context | None = None
+        self._properties = tuple(self.schema["properties"])
+
+    # -- what to ask -------------------------------------------------------------
+
+    def report_contexts(self) -> list[dict] | None:
+        """One context per report of a stream that reads several; else None."""
+        return None
+
+    @property
+    def partitions(self) -> list[dict] | None:
+        return self.report_contexts()
+
+    def report_of(self, context: t.Mapping[str, t.Any] | None) -> str:
+        return str((context or {}).get("report") or self.report)
+
+    @property
+    def aggregation(self) -> str:
+        return str(self.config.get("aggregation") or "month")
+
+    def date_range(self, context: Context | None) -> tuple[datetime.date, datetime.date]:
+        """From ``report_lookback_days`` before the bookmark (never before ``start_date``)
+        to today; without a bookmark from ``start_date``, else ``report_history_days`` back.
+        """
+        today = utc_today()
+        start_date = self.config.get("start_date")
+        floor = datetime.date.fromisoformat(str(start_date)[:10]) if start_date else None
+        starting = self.starting_date(context)
+        if starting:
+            lookback = int(self.config.get("report_lookback_days", DEFAULT_LOOKBACK_DAYS))
+            start = datetime.date.fromisoformat(starting) - datetime.timedelta(days=lookback)
+            if floor:
+                start = max(start, floor)
+        else:
+            history = int(self.config.get("report_history_days", DEFAULT_HISTORY_DAYS))
+            start = today - datetime.timedelta(days=history)
+        return min(start, today), today
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        start, end = self.date_range(context)
+        params.update(startDate=start.isoformat(), endDate=end.isoformat())
+        if self.uses_aggregation:
+            params["aggregation"] = self.aggregation
+        return params
+
+    def get_new_paginator(self) -> BaseAPIPaginator | None:
+        return None
+
+    # -- what comes back ------------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        self._context = context
+        try:
+            yield from super().get_records(context)
+        finally:
+            self._context = None
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        payload = self.decode_json(response)
+        if isinstance(payload, dict):
+            yield from self.rows(payload, dict(self._context or {}), response)
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        raise NotImplementedError
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        if not row.get(self.replication_key):
+            self.logger.warning("%s: a row without a date was skipped: %s", self.name,
+                                {k: row.get(k) for k in self._properties[:6]})
+            return None
+        return project(row, self._properties)
+
+
+def project(row: t.Mapping[str, t.Any], properties: t.Iterable[str]) -> dict:
+    """The row with exactly these properties: missing ones null, others dropped."""
+    return {name: row.get(name) for name in properties}
+
+
+def request_params(response: requests.Response) -> dict[str, str]:
+    """The query parameters a response answers (which period, which source)."""
+    query = parse_qs(urlsplit(response.request.url or "").query)
+    return {name: values[0] for name, values in query.items()}
+
+
+# -- series reports ---------------------------------------------------------------------
+
+
+class SeriesReportStream(ReportStream):
+    """``total`` and per-app ``addons`` of ``series[].elements[]``: one row per element.
+
+    A subclass names its endpoint with a ``{metric}`` path part, the metrics and how
+    reports are named (``evaluations_by_`` + metric).
+    """
+
+    uses_aggregation = True
+    primary_keys = ("report", "dimension", "series_type", "dataset", "app_key",
+                    "aggregation", "date")
+    metrics: t.ClassVar[tuple[str, ...]]
+    report_prefix: t.ClassVar[str] = ""
+
+    def report_contexts(self) -> list[dict]:
+        return [{"report": f"{self.report_prefix}{m}", "metric": m} for m in self.metrics]
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        return flatten.series_rows(payload, report=self.report_of(context),
+                                   aggregation=self.aggregation)
+
+
+class EvaluationMetricsStream(SeriesReportStream):
+    """Evaluations by country, hosting, partner and region (``/evaluations/{metric}``)."""
+
+    name = "evaluation_metrics"
+    path = f"{REPORTING}/evaluations/{{metric}}"
+    metrics = ("country", "hosting", "partner", "region")
+    report_prefix = "evaluations_by_"
+
+
+class FeedbackMetricsStream(SeriesReportStream):
+    """Uninstall/disable feedback by type and reason (``/feedback/metrics/{metric}``)."""
+
+    name = "feedback_metrics"
+    path = f"{REPORTING}/feedback/metrics/{{metric}}"
+    metrics = ("type", "reason")
+    report_prefix = "feedback_by_"
+
+
+class SalesMetricsStream(SeriesReportStream):
+    """Sales by country, hosting, partner, region, tier and type."""
+
+    name = "sales_metrics"
+    path = f"{REPORTING}/sales/transactions/{{metric}}"
+    metrics = ("country", "hosting", "partner", "region", "tier", "type")
+    report_prefix = "sales_by_"
+
+
+class LicenseEventMetricsStream(SeriesReportStream):
+    """Cloud churn (with ``uniqueTotal``), conversion and renewal aggregates."""
+
+    name = "license_event_metrics"
+    path = f"{REPORTING}/sales/metrics/{{metric}}"
+    metrics = ("churn", "conversion", "renewal")
+
+
+# -- per-month reports ------------------------------------------------------------------
+
+
+class PeriodReportStream(ReportStream):
+    """A list of monthly figures for the total and each app: one row per app and month."""
+
+    primary_keys = ("report", "app_key", "date")
+    filters_by_product = True
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        return flatten.period_rows(payload, report=self.report_of(context))
+
+
+class ChurnBenchmarksStream(PeriodReportStream):
+    """Monthly churn per app against the Marketplace (published a few months late)."""
+
+    name = "churn_benchmarks"
+    path = f"{REPORTING}/sales/metrics/churn/benchmark"
+    report = "churn_benchmark"
+
+
+class EvaluationBenchmarksStream(PeriodReportStream):
+    """Monthly evaluations and growth against all partners, all apps and per app."""
+
+    name = "evaluation_benchmarks"
+    path = f"{REPORTING}/benchmark/evaluations"
+    report = "evaluation_benchmark"
+
+
+class SalesBenchmarksStream(PeriodReportStream):
+    """Monthly sales (partner share) and growth against all partners."""
+
+    name = "sales_benchmarks"
+    path = f"{REPORTING}/benchmark/sales"
+    report = "sales_benchmark"
+
+
+class AppRequestsAndApprovalsStream(PeriodReportStream):
+    """Monthly install requests by end users and their approvals by admins."""
+
+    name = "app_requests_and_approvals"
+    path = f"{REPORTING}/app-requests-and-approvals"
+    report = "app_requests_and_approvals"
+
+
+class CustomerInsightsStream(ReportStream):
+    """Monthly distribution of customers' users by region, edition, paid status, tier."""
+
+    name = "customer_insights"
+    path = f"{REPORTING}/customer-insights/{{kind}}"
+    primary_keys = ("report", "parent_product", "dimension", "date")
+    #: endpoint -> the group field that is the dimension
+    kinds: t.ClassVar[dict[str, str]] = {
+        "regions": "region", "editions": "edition", "active-users": "activeUsers",
+        "tiers": "tier"}
+
+    def report_contexts(self) -> list[dict]:
+        return [{"report": f"customer_insights_{kind.replace('-', '_')}", "kind": kind}
+                for kind in self.kinds]
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        return flatten.insight_rows(payload, report=self.report_of(context),
+                                    dimension=self.kinds[context["kind"]])
+
+
+# -- reports asked one period at a time -------------------------------------------------
+
+
+class PeriodPaginator(BaseAPIPaginator[int]):
+    """Index of the next period; an empty period does not end the walk."""
+
+    def __init__(self, periods: int) -> None:
+        super().__init__(0)
+        self.periods = periods
+
+    def get_next(self, response: requests.Response) -> int | None:
+        following = (self.current_value or 0) + 1
+        return following if following < self.periods else None
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True
+
+
+class PeriodicReportStream(ReportStream):
+    """A report whose answer has no dates of its own: asked once per period.
+
+    The period is the ``aggregation`` (week or month; ``period_unit`` overrides); rows
+    are dated with the period's first day.
+    """
+
+    period_unit: t.ClassVar[str | None] = None
+
+    def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
+        start, end = self.date_range(context)
+        return flatten.periods(start, end, self.period_unit or self.aggregation)
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        self._periods = self.periods(context)
+        if not self._periods:
+            return
+        yield from super().get_records(context)
+
+    def get_new_paginator(self) -> PeriodPaginator:
+        return PeriodPaginator(len(self._periods))
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        first, last = self._periods[next_page_token or 0]
+        params.update(startDate=first.isoformat(), endDate=last.isoformat())
+        return params
+
+    def period_of(self, response: requests.Response) -> tuple[str, str]:
+        params = request_params(response)
+        return params["startDate"], params["endDate"]
+
+
+class SearchKeywordsStream(PeriodicReportStream):
+    """Search keywords per period: per source (Marketplace-wide), per app across the
+    developer space, and per keyword for each app."""
+
+    name = "search_keywords"
+    path = f"{REPORTING}/search-keywords"
+    primary_keys = ("report", "source", "app_key", "keyword", "date")
+    uses_aggregation = True
+    report_paths: t.ClassVar[dict[str, str]] = {
+        "search_keywords_by_source": f"{REPORTING}/search-keywords/source/{{source}}",
+        "search_keywords_by_partner": f"{REPORTING}/search-keywords",
+        "search_keywords_by_app": f"{REPORTING}/products/{{productId}}/search-keywords",
+    }
+
+    def report_contexts(self) -> list[dict]:
+        sources = self.config.get("search_keyword_sources", list(SEARCH_SOURCES))
+        return [
+            *({"report": "search_keywords_by_source", "source": s} for s in sources),
+            {"report": "search_keywords_by_partner"},
+            *({"report": "search_keywords_by_app", "productId": p}
+              for p in self.product_ids()),
+        ]
+
+    def product_ids(self) -> list[str]:
+        """The configured ``product_ids``, else every listed app of the developer space."""
+        configured = self.config.get("product_ids")
+        if configured:
+            return list(configured)
+        found: list[str] = []
+        url: str | None = self.url_for("/rest/3/product-listing/developer-space/{developerId}")
+        params: dict[str, t.Any] | None = {"limit": 50}
+        while url:
+            body = self.decode_json(self.send("GET", url, params=params)) or {}
+            found.extend(str(item["productId"]) for item in body.get("items") or []
+                         if isinstance(item, dict) and item.get("productId"))
+            href = link_href(body.get("links"), "next")
+            url, params = (self.url_base + api_href(href), None) if href else (None, None)
+        return found
+
+    def get_url(self, context: Context | None) -> str:
+        return self.url_for(self.report_paths[(context or {})["report"]], context)
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        first, last = self.period_of(response)
+        return flatten.search_keyword_rows(payload, report=self.report_of(context),
+                                           source=context.get("source", flatten.ABSENT),
+                                           period_start=first, period_end=last)
+
+
+class ZeroResultSearchKeywordsStream(PeriodicReportStream):
+    """Searches that found no app, per period, source and filter combination."""
+
+    name = "zero_result_search_keywords"
+    path = f"{REPORTING}/zero-search-results-keywords/source/{{source}}"
+    primary_keys = ("source", "date", "searchKeyword", "productFilter", "hostingFilter",
+                    "categoryFilter", "otherFilter")
+    key_filters: t.ClassVar[tuple[str, ...]] = ("productFilter", "hostingFilter",
+                                                 "categoryFilter", "otherFilter")
+    #: Zero-result keywords exist for the public Marketplace search only.
+    source = "marketplace"
+
+    def get_url(self, context: Context | None) -> str:
+        return self.url_for(self.path, {"source": self.source})
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        first, last = self.period_of(response)
+        for detail in payload.get("details") or []:
+            row = {**detail, "source": self.source, "date": first, "period_end": last}
+            for name in ("searchKeyword", *self.key_filters):
+                row[name] = flatten.ABSENT if row.get(name) is None else str(row[name])
+            yield row
+
+
+class FreeStarterTierEntitlementsStream(PeriodicReportStream):
+    """Entitlements on the free starter tier: the snapshot of each day since the bookmark.
+
+    The last day asked is yesterday: today's snapshot is not complete yet.
+    """
+
+    name = "free_starter_tier_entitlements"
+    path = f"{REPORTING}/sales/freeStarterTier/export"
+    primary_keys = ("date", "entitlement_key")
+    period_unit = "day"
+    filters_by_product = True
+
+    def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
+        yesterday = utc_today() - datetime.timedelta(days=1)
+        return [p for p in super().periods(context) if p[0] <= yesterday]
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        params = super().get_url_params(context, next_page_token)
+        day = params.pop("startDate")
+        params.pop("endDate", None)
+        params.update(date=day, accept="json")
+        return params
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        day = request_params(response)["date"]
+        payload = self.decode_json(response)
+        for row in payload if isinstance(payload, list) else []:
+            yield {**row, "date": day, "entitlement_key": str(
+                row.get("appEntitlementId") or row.get("entitlementNumber")
+                or row.get("licenseId") or flatten.ABSENT)}
+
+
+# -- partner metrics ---------------------------------------------------------------------
+
+
+class PeriodOffsetPaginator(BaseAPIPaginator[int]):
+    """``offset`` in periods, ``limit`` periods per page, until the range is covered."""
+
+    def __init__(self, periods: int, limit: int) -> None:
+        super().__init__(0)
+        self.periods = periods
+        self.limit = limit
+
+    def get_next(self, response: requests.Response) -> int | None:
+        following = (self.current_value or 0) + self.limit
+        return following if following < self.periods else None
+
+    def continue_if_empty(self, response: requests.Response) -> bool:
+        return True
+
+
+class PartnerMetricsStream(ReportStream):
+    """``POST /rest/3/partner-metrics/developer-space/{developerId}``: the configured
+    query (default: weekly installs by app, parent software and version) over the range
+    from the bookmark, paged ``limit`` periods at a time."""
+
+    name = "partner_metrics"
+    path = "/rest/3/partner-metrics/developer-space/{developerId}"
+    http_method = "POST"
+    primary_keys = ("date", "dimensions")
+
+    @property
+    def query(self) -> dict[str, t.Any]:
+        return dict(self.config.get("partner_metrics_query") or DEFAULT_PARTNER_METRICS_QUERY)
+
+    @property
+    def unit(self) -> str:
+        return GRANULARITY_UNITS[str(self.query.get("granularity", "WEEK")).upper()]
+
+    def date_range(self, context: Context | None) -> tuple[datetime.date, datetime.date]:
+        # Install and download figures exist up to yesterday (the API refuses today).
+        start, end = super().date_range(context)
+        end = end - datetime.timedelta(days=1)
+        return min(start, end), end
+
+    def get_new_paginator(self) -> PeriodOffsetPaginator:
+        start, end = self.date_range(self._context)
+        return PeriodOffsetPaginator(
+            len(flatten.periods(start, end, self.unit)),
+            int(self.config.get("partner_metrics_page_periods",
+                                PARTNER_METRICS_MAX_PAGE_PERIODS)))
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        return {"offset": next_page_token or 0,
+                "limit": int(self.config.get("partner_metrics_page_periods",
+                                             PARTNER_METRICS_MAX_PAGE_PERIODS))}
+
+    def prepare_request_payload(self, context: Context | None, next_page_token: t.Any
+                                ) -> dict:
+        start, end = self.date_range(context)
+        return {**self.query, "dateRange": {"startDate": start.isoformat(),
+                                            "endDate": end.isoformat()}}
+
+    def rows(self, payload: dict, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
+        for record in payload.get("records") or []:
+            if isinstance(record, dict):
+                yield {**record, "dimensions": dimensions_of(record)}
+
+
+def dimensions_of(record: t.Mapping[str, t.Any]) -> str:
+    """``name=value`` of every attribute (text) of a metrics record, sorted: its identity."""
+    return "|".join(f"{name}={value}" for name, value in sorted(record.items())
+                    if name != "date" and isinstance(value, str))
+
+
+# -- the catalog snapshot ----------------------------------------------------------------
+
+
+class ProductCatalogStream(MarketplaceStream):
+    """Every public app version on the Marketplace, from the latest snapshot CSV.
+
+    ``/reporting/product-catalog/latest`` gives a presigned URL (valid for
+    ``expiresInSeconds``) on another host; the CSV (~150 MB) is streamed line by line
+    and reaches that host without credentials. A dropped download starts again with a
+    fresh URL and skips the rows already emitted. Not selected by default.
+    """
+
+    name = "product_catalog"
+    path = "/rest/3/reporting/product-catalog/latest"
+    schema = StreamSchema(SCHEMAS)
+    primary_keys = ("product_id", "app_software_hosting", "version_number")
+    selected_by_default = False
+    booleans: t.ClassVar[tuple[str, ...]] = (
+        "is_beta", "is_connect", "is_supported", "publicly_visible",
+        "is_auto_update_strategy_available")
+    integers: t.ClassVar[tuple[str, ...]] = ("download_count", "install_count",
+                                              "number_of_reviews")
+    numbers: t.ClassVar[tuple[str, ...]] = ("review_score", "average_stars")
+    lists: t.ClassVar[tuple[str, ...]] = ("category_name_list", "parent_software_list")
+    keys: t.ClassVar[tuple[str, ...]] = primary_keys
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        properties = tuple(self.schema["properties"])
+        snapshot: dict[str, t.Any] = {}
+
+        def download() -> t.Iterator[dict[str, str]]:
+            latest = self.decode_json(self.send("GET", self.path)) or {}
+            url = latest.get("presignedUrl")
+            if not url:
+                msg = f"{self.name}: {self.path} gave no presignedUrl: {str(latest)[:200]}"
+                raise VendorAPIError(msg)
+            snapshot["date"] = str(latest.get("date") or "")[:10] or None
+            response = self.send("GET", url, stream=True)
+            return ExportFile(response, stream=self.name,
+                              export=f"snapshot {snapshot['date']}").csv_rows()
+
+        for row in rows_with_resume(download):
+            yield project(self.typed(row, snapshot.get("date")), properties)
+
+    def typed(self, row: dict[str, str], snapshot_date: str | None) -> dict[str, t.Any]:
+        record: dict[str, t.Any] = {
+            name: (value if value != "" else None) for name, value in row.items()}
+        record["snapshot_date"] = snapshot_date
+        for name in self.booleans:
+            record[name] = to_bool(record.get(name))
+        for name in self.integers:
+            record[name] = to_int(record.get(name))
+        for name in self.numbers:
+            record[name] = to_float(record.get(name))
+        for name in self.lists:
+            record[name] = to_list(record.get(name))
+        for name in self.keys:
+            record[name] = record.get(name) or flatten.ABSENT
+        return record
+
+
+def to_bool(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("true", "t", "yes", "y", "1"):
+        return True
+    if lowered in ("false", "f", "no", "n", "0"):
+        return False
+    return None
+
+
+def to_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+
+
+def to_float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def to_list(value: str | None) -> list[str] | None:
+    """``["A", "B"]``, ``{A,B}`` or ``A, B`` as a list of names."""
+    if value is None:
+        return None
+    inner = value.strip()
+    if inner[:1] in "[{(" and inner[-1:] in "]})":
+        inner = inner[1:-1]
+    items = [item.strip().strip("'\"").strip() for item in inner.split(",")]
+    return [item for item in items if item]
+
+
+REPORT_STREAMS: tuple[type[MarketplaceStream], ...] = (
+    EvaluationMetricsStream,
+    FeedbackMetricsStream,
+    SalesMetricsStream,
+    LicenseEventMetricsStream,
+    ChurnBenchmarksStream,
+    EvaluationBenchmarksStream,
+    SalesBenchmarksStream,
+    CustomerInsightsStream,
+    AppRequestsAndApprovalsStream,
+    SearchKeywordsStream,
+    ZeroResultSearchKeywordsStream,
+    FreeStarterTierEntitlementsStream,
+    PartnerMetricsStream,
+    ProductCatalogStream,
+)
