@@ -130,6 +130,8 @@ class MarketplaceReports:
         self.storage: SandboxServer | None = None
         self._storage_lock = threading.Lock()
         self._signing_key = f"sandbox-signing-{self.seed}".encode()
+        #: Bodies of the partner-metrics POSTs, as received (for tests).
+        self.partner_metrics_bodies: list[t.Any] = []
         r = self.route
         r("GET", rf"{REPORTING}/evaluations/(?P<metric>[^/]+)", self.evaluations)
         r("GET", rf"{REPORTING}/feedback/metrics/(?P<metric>[^/]+)", self.feedback_metrics)
@@ -602,6 +604,7 @@ class MarketplaceReports:
     def partner_metrics(self, request: Request, developer_id: str) -> Response:
         try:
             body = request.json() or {}
+            self.partner_metrics_bodies.append(body)
             metrics = body["metrics"]
             fields = [f["name"] for f in metrics.get("metricFields", [])]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
