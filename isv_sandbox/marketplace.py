@@ -79,8 +79,10 @@ class MarketplaceSettings:
     #: Every Nth event of this kind arrives with ``licenseDetails`` flattened.
     flattened_license_details_every: int = 3
     # -- async exports --------------------------------------------------------------
-    export_queued_seconds: float = 0.05
-    export_in_progress_seconds: float = 0.1
+    #: How long an export stays QUEUED, then IN_PROGRESS. Zero by default so the demo
+    #: and the benchmark need no poll; the export tests set them.
+    export_queued_seconds: float = 0.0
+    export_in_progress_seconds: float = 0.0
     #: Exports whose kind is listed end FAILED with ``export_failure_message``.
     failing_exports: tuple[str, ...] = ()
     export_failure_message: str = "Export failed due to an internal error. Please retry."
@@ -165,8 +167,6 @@ class MarketplaceApp(VendorApp):
             "username": self.settings.username,
             "api_token": self.settings.api_token,
             "developer_id": self.developer_id,
-            "export_poll_interval_seconds": 0.05,
-            "export_timeout_seconds": 20,
         }
 
     # -- every request --------------------------------------------------------------
