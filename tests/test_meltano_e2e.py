@@ -23,6 +23,9 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
 #: tap -> (sandbox vendor, sandbox settings for a small but multi-page data set)
 E2E_TAPS: dict[str, tuple[str, dict[str, t.Any]]] = {
     "tap-heroku-vendor": ("heroku", {"apps": 60, "page_size": 25, "deprovisioned_every": 20}),
+    "tap-marketplace": ("marketplace", {"licenses": 260, "transactions": 120, "feedback": 60,
+                                        "events_per_kind": 55, "reviews_per_app": 60,
+                                        "members": 23}),
 }
 
 
