@@ -434,6 +434,10 @@ class SearchKeywordsStream(PeriodicReportStream):
         "search_keywords_by_app": f"{REPORTING}/products/{{productId}}/search-keywords",
     }
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._listed_products: list[str] | None = None
+
     def report_contexts(self) -> list[dict]:
         sources = self.config.get("search_keyword_sources", list(SEARCH_SOURCES))
         return [
@@ -444,10 +448,16 @@ class SearchKeywordsStream(PeriodicReportStream):
         ]
 
     def product_ids(self) -> list[str]:
-        """The configured ``product_ids``, else every listed app of the developer space."""
+        """The configured ``product_ids``, else every listed app of the developer space
+        (looked up once per run)."""
         configured = self.config.get("product_ids")
         if configured:
             return list(configured)
+        if self._listed_products is None:
+            self._listed_products = self.listed_products()
+        return self._listed_products
+
+    def listed_products(self) -> list[str]:
         found: list[str] = []
         url: str | None = self.url_for("/rest/3/product-listing/developer-space/{developerId}")
         params: dict[str, t.Any] | None = {"limit": 50}
@@ -558,7 +568,14 @@ class PartnerMetricsStream(ReportStream):
 
     @property
     def query(self) -> dict[str, t.Any]:
-        return dict(self.config.get("partner_metrics_query") or DEFAULT_PARTNER_METRICS_QUERY)
+        """The configured query; ``product_ids`` narrow it unless it has its own filter."""
+        query = dict(self.config.get("partner_metrics_query") or DEFAULT_PARTNER_METRICS_QUERY)
+        product_ids = self.config.get("product_ids")
+        if product_ids and "attributesFilter" not in query:
+            query["attributesFilter"] = {"expr": {"andGroup": [{"filter": {
+                "fieldName": "PRODUCT_ID",
+                "oneFilter": {"inListFilter": {"values": list(product_ids)}}}}]}}
+        return query
 
     @property
     def unit(self) -> str:

@@ -228,6 +228,31 @@ def test_product_ids_setting_narrows_the_reports_that_accept_it(marketplace):
                for r in calls(server, "/benchmark/sales"))
     by_app = calls(server, r"/products/[^/]+/search-keywords")
     assert {r.path.split("/")[-2] for r in by_app} == {chosen["productId"]}
+    assert calls(server, "/product-listing/") == []  # configured apps need no lookup
+
+
+def test_product_ids_setting_narrows_partner_metrics_through_an_attribute_filter(marketplace):
+    server = marketplace()
+    chosen = server.app.apps[2]
+    out = sync(TapMarketplace, config_for(server, start_date=days_ago(20),
+                                          product_ids=[chosen["productId"]]),
+               streams={"partner_metrics"})
+
+    (body,) = server.app.reports.partner_metrics_bodies
+    assert body["attributesFilter"]["expr"]["andGroup"][0]["filter"] == {
+        "fieldName": "PRODUCT_ID", "oneFilter": {"inListFilter": {"values": [
+            chosen["productId"]]}}}
+    assert {r["productId"] for r in out.records["partner_metrics"]} == {chosen["productId"]}
+
+
+def test_developer_space_apps_are_listed_once_per_run_for_search_keywords(marketplace):
+    server = marketplace()
+    out = sync(TapMarketplace, config_for(server, start_date=days_ago(10)),
+               streams={"search_keywords"})
+
+    assert len(calls(server, "/product-listing/developer-space/")) == 1
+    assert {r["product_id"] for r in out.records["search_keywords"]
+            if r["report"] == "search_keywords_by_app"} == {a["productId"] for a in server.app.apps}
 
 
 # -- reports asked one period at a time --------------------------------------------------
