@@ -16,7 +16,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk import typing as th
 from singer_sdk.pagination import BaseAPIPaginator
 
-from tap_common.errors import VendorAPIError
+from tap_common.errors import PayloadError, VendorAPIError
 from tap_common.exports import ExportFile, rows_with_resume
 from tap_marketplace import flatten, schemas
 from tap_marketplace.client import REPORTING, MarketplaceStream, api_href, link_href
@@ -225,9 +225,10 @@ class ReportStream(MarketplaceStream):
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         if not row.get(self.replication_key):
-            self.logger.warning("%s: a row without a date was skipped: %s", self.name,
-                                {k: row.get(k) for k in self._properties[:6]})
-            return None
+            # Undated figures cannot be keyed or bookmarked: stop rather than drop them.
+            msg = (f"{self.name}: the {self.report_of(context)} report has an entry without "
+                   f"a date: {project(row, self._properties[:8])}")
+            raise PayloadError(msg)
         return project(row, self._properties)
 
 

@@ -500,6 +500,24 @@ def test_a_report_failing_after_retries_exits_nonzero_with_the_vendor_message(ma
     assert "evaluations_by_region" not in json.dumps(out.final_state)
 
 
+def test_an_undated_entry_stops_the_run_instead_of_being_dropped(marketplace):
+    server = marketplace()
+    body = {"total": {"name": "All apps", "series": [
+        {"name": "APAC", "elements": [{"date": days_ago(7), "count": 3}, {"count": 4}]}]},
+        "addons": []}
+    server.add_fault(r"/evaluations/region$", status=200, body=orjson.dumps(body),
+                     headers={"Content-Type": "application/json"})
+    config = config_for(server, start_date=days_ago(20))
+    out = run_cli("tap-marketplace", config,
+                  catalog=catalog_selecting(TapMarketplace, config, ["evaluation_metrics"]))
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "evaluation_metrics: the evaluations_by_region report has an entry without a date" \
+        in line
+    assert "evaluations_by_region" not in json.dumps(out.final_state)
+
+
 def test_every_report_stream_syncs_through_the_installed_tap(marketplace):
     server = marketplace(catalog_rows=120)
     config = config_for(server, start_date=days_ago(60))
