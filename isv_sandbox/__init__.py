@@ -7,11 +7,13 @@ import typing as t
 
 from isv_sandbox.core import Fault, Request, Response, SandboxServer, VendorApp
 from isv_sandbox.heroku import HerokuApp, HerokuSettings
+from isv_sandbox.isvapp import IsvappApp, IsvappSettings
 from isv_sandbox.marketplace import MarketplaceApp, MarketplaceSettings
 
 #: vendor name -> (app class, settings class, tap name)
 VENDORS: dict[str, tuple[type[VendorApp], type, str]] = {
     "heroku": (HerokuApp, HerokuSettings, "tap-heroku-vendor"),
+    "isvapp": (IsvappApp, IsvappSettings, "tap-isvapp"),
     "marketplace": (MarketplaceApp, MarketplaceSettings, "tap-marketplace"),
 }
 

@@ -18,7 +18,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.encoding.simple import RecordMessage
 
-from tap_common.auth import origin
+from tap_common.auth import HostBoundAuth, origin
 from tap_common.errors import (
     AuthenticationError,
     PayloadError,
@@ -217,22 +217,27 @@ class VendorRESTStream(RESTStream):
         json: t.Any = None,
         stream: bool = False,
         retry_statuses: t.Collection[int] = (),
+        data: dict | None = None,
+        auth: t.Callable | None = None,
     ) -> requests.Response:
         """One request with the same pacing, retries, auth guard and error lines.
 
         ``url`` may be relative to the API or absolute; an absolute URL on another
         host (a presigned download) is sent without credentials. ``retry_statuses``
         are retried like a 503 for this one call (a download that answers 404 until
-        the file is ready).
+        the file is ready). ``data`` is a form body; ``auth`` replaces the tap's
+        authenticator for this call (a token endpoint's client credentials), and is
+        still only applied to the API's own host.
         """
         if not url.startswith(("http://", "https://")):
             url = f"{self.url_base}/{url.lstrip('/')}"
         prepared = self.build_prepared_request(
-            method=method, url=url, params=params or {}, json=json
+            method=method, url=url, params=params or {}, json=json, data=data
         )
+        authenticator = self.authenticator if auth is None else HostBoundAuth(auth, self.url_base)
 
         def attempt(prepared_request: requests.PreparedRequest) -> requests.Response:
-            authed = self.authenticator(prepared_request.copy())
+            authed = authenticator(prepared_request.copy())
             response = self.requests_session.send(
                 authed, timeout=self.timeout, stream=stream, allow_redirects=True
             )

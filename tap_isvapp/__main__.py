@@ -1,0 +1,3 @@
+from tap_isvapp.tap import TapIsvapp
+
+TapIsvapp.cli()

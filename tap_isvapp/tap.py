@@ -1,0 +1,212 @@
+"""tap-isvapp: ISVapp accounts, exports, taxonomy item usage and raw package usage logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+from functools import cached_property
+
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+
+from tap_common.tap import COMMON_SETTINGS, VendorTap
+from tap_isvapp import streams
+from tap_isvapp.client import IsvappCredentials
+
+#: ISVapp's documented limit, on every endpoint: two requests per second.
+ISVAPP_REQUESTS_PER_SECOND = 2.0
+
+
+def _ids(name: str, what: str) -> th.Property:
+    return th.Property(
+        name,
+        th.ArrayType(th.StringType),
+        description=f"{what} to export in `taxonomy_item_usage`. Exactly one of "
+        "`export_taxonomy_ids`, `export_taxonomy_level_ids` and `export_taxonomy_item_ids` "
+        "is needed when that stream is selected.",
+    )
+
+
+class TapIsvapp(VendorTap):
+    """ISVapp REST API: Salesforce accounts and their summaries, data exports, monthly
+    taxonomy item usage (asynchronous exports) and raw package usage log files."""
+
+    name = "tap-isvapp"
+    default_requests_per_second = ISVAPP_REQUESTS_PER_SECOND
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "api_key",
+            th.StringType,
+            secret=True,
+            description="A static API key (ISVapp > Setup > REST API), sent as "
+            "`Authorization: Bearer`. Use it or `client_id` + `client_secret`, not both.",
+        ),
+        th.Property(
+            "client_id",
+            th.StringType,
+            description="OAuth2 client ID (client-credentials flow); the tap asks for one "
+            "token per scope it needs.",
+        ),
+        th.Property(
+            "client_secret",
+            th.StringType,
+            secret=True,
+            description="OAuth2 client secret, sent with `client_id` as HTTP Basic to the "
+            "token endpoint only.",
+        ),
+        th.Property(
+            "api_url",
+            th.URIType,
+            default="https://api.isvapp.com",
+            description="Base URL of the ISVapp API.",
+        ),
+        th.Property(
+            "start_date",
+            th.DateType,
+            description="First day of data on a first run (YYYY-MM-DD): the month of "
+            "taxonomy usage to export from, and the first day of raw request files. "
+            "Unset: the latest 12 completed months of usage, the last 45 days of files.",
+        ),
+        th.Property(
+            "requests_per_second",
+            th.NumberType,
+            default=ISVAPP_REQUESTS_PER_SECOND,
+            description="Requests per second across all streams and token calls; ISVapp "
+            "allows 2.",
+        ),
+        th.Property(
+            "include_health_scores",
+            th.BooleanType,
+            default=True,
+            description="Add every health score to `salesforce_accounts`.",
+        ),
+        th.Property(
+            "include_subscriber_orgs",
+            th.BooleanType,
+            default=True,
+            description="Add the subscriber orgs to `salesforce_accounts`.",
+        ),
+        _ids("export_taxonomy_ids", "Taxonomy IDs whose items"),
+        _ids("export_taxonomy_level_ids", "Taxonomy level IDs whose items"),
+        _ids("export_taxonomy_item_ids", "Taxonomy item IDs"),
+        th.Property(
+            "export_salesforce_account_ids",
+            th.ArrayType(th.StringType),
+            description="Limit `taxonomy_item_usage` to these Salesforce account IDs "
+            "(15 or 18 characters). Unset: every account.",
+        ),
+        th.Property(
+            "export_poll_interval_seconds",
+            th.NumberType,
+            default=10,
+            description="Seconds between two status checks of a pending export.",
+        ),
+        th.Property(
+            "export_timeout_seconds",
+            th.NumberType,
+            default=1800,
+            description="Fail the run if an export is not COMPLETED after this many seconds.",
+        ),
+        th.Property(
+            "lookback_days",
+            th.IntegerType,
+            default=3,
+            description="Days before the bookmark that `package_usage_requests` and "
+            "`package_usage_logs` read again on each run (Salesforce delivers usage logs "
+            "up to a few days late).",
+        ),
+        th.Property(
+            "oauth_scopes",
+            th.ObjectType(additional_properties=th.StringType),
+            description="OAuth2 scope per stream name, where it differs from the tap's "
+            "default (`salesforce_accounts` and `salesforce_account_summaries`: "
+            "salesforce_accounts; `exports`, `taxonomy_item_usage`: exports; "
+            "`package_usage_requests`, `package_usage_logs`: requests; connection test: "
+            "identity).",
+        ),
+        *COMMON_SETTINGS,
+    ).to_dict()
+
+    @cached_property
+    def credentials(self) -> IsvappCredentials:
+        return IsvappCredentials(self.config)
+
+    def build_authenticator(self) -> t.Callable:
+        return self.credentials.authenticator("identity")
+
+    def scope_for(self, stream_name: str, default: str) -> str:
+        return (self.config.get("oauth_scopes") or {}).get(stream_name, default)
+
+    def credential_hint(self, status: int) -> str:
+        return ("ISVapp rejected the configured credential: check `api_key`, or "
+                "`client_id` and `client_secret`.")
+
+    def extra_config_errors(self) -> list[str]:
+        config = self.config
+        errors = []
+        has_key = bool(config.get("api_key"))
+        has_id, has_secret = bool(config.get("client_id")), bool(config.get("client_secret"))
+        if has_key and (has_id or has_secret):
+            errors.append("Set either `api_key` or `client_id` + `client_secret` (OAuth2), "
+                          "not both.")
+        elif not has_key and not has_id and not has_secret:
+            errors.append("No credentials: set `api_key`, or `client_id` and `client_secret` "
+                          "for OAuth2.")
+        elif has_id != has_secret:
+            present, missing = ("client_id", "client_secret") if has_id else ("client_secret", "client_id")
+            errors.append(f"`{present}` is set but `{missing}` is missing: OAuth2 needs both.")
+        errors.extend(self._start_date_errors())
+        selectors = [s for s in streams.TAXONOMY_SELECTORS if config.get(s)]
+        if len(selectors) > 1:
+            errors.append(f"Set only one of `export_taxonomy_ids`, `export_taxonomy_level_ids`, "
+                          f"`export_taxonomy_item_ids` (ISVapp accepts exactly one); set: "
+                          f"{', '.join(selectors)}.")
+        for setting in ("requests_per_second", "export_poll_interval_seconds",
+                        "export_timeout_seconds"):
+            if setting in config and config[setting] is not None and config[setting] <= 0:
+                errors.append(f"`{setting}` must be greater than 0, not {config[setting]}.")
+        if config.get("lookback_days") is not None and config["lookback_days"] < 0:
+            errors.append(f"`lookback_days` must be 0 or more, not {config['lookback_days']}.")
+        known = {s.name for s in streams.STREAMS} | {streams.AccountCheck.name}
+        unknown = sorted(set(config.get("oauth_scopes") or {}) - known)
+        if unknown:
+            errors.append(f"`oauth_scopes` names unknown streams {unknown}; known: {sorted(known)}.")
+        return errors
+
+    def _start_date_errors(self) -> list[str]:
+        value = self.config.get("start_date")
+        if not value:
+            return []
+        try:
+            day = dt.date.fromisoformat(str(value)[:10])
+        except ValueError:
+            return [f"`start_date` must be a date like 2024-01-31, not {value!r}."]
+        if day > dt.datetime.now(dt.timezone.utc).date():
+            return [f"`start_date` {value} is in the future."]
+        return []
+
+    def sync_all(self) -> None:
+        taxonomy = self.streams[streams.TaxonomyItemUsageStream.name]
+        if taxonomy.selected and not any(self.config.get(s) for s in streams.TAXONOMY_SELECTORS):
+            msg = "Config validation failed"
+            raise ConfigValidationError(msg, errors=[
+                "The `taxonomy_item_usage` stream is selected but none of "
+                "`export_taxonomy_ids`, `export_taxonomy_level_ids`, `export_taxonomy_item_ids` "
+                "is set: ISVapp needs exactly one of them to export taxonomy items. Set one, "
+                "or deselect the stream."])
+        super().sync_all()
+
+    def run_connection_test(self) -> bool:
+        """``GET /api/v1/account`` (scope identity), as ISVapp recommends."""
+        account = streams.AccountCheck(self).fetch()
+        self.logger.info("Connected to the ISVapp account of %s (id %s)",
+                         account.get("company_name"), account.get("id"))
+        return True
+
+    def discover_streams(self) -> list:
+        return [stream_class(self) for stream_class in streams.STREAMS]
+
+
+if __name__ == "__main__":
+    TapIsvapp.cli()
