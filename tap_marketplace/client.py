@@ -160,6 +160,8 @@ class MarketplaceStream(VendorRESTStream):
         for name in self.context_fields:
             adapted.setdefault(name, (context or {}).get(name))
         declared = self._declared_fields
+        if declared.issuperset(adapted):
+            return adapted
         return {name: value for name, value in adapted.items() if name in declared}
 
     @cached_property
@@ -289,11 +291,9 @@ class ReportingStream(MarketplaceStream):
         yield from rows or []
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        # Raw rows: the SDK applies ``post_process`` to each.
         for query in self.queries(context):
-            for row in self.query_rows(query, context):
-                record = self.post_process(row, context)
-                if record is not None:
-                    yield record
+            yield from self.query_rows(query, context)
 
     def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
         """Raw rows of one query, page by page."""

@@ -73,14 +73,14 @@ class LicensesStream(ExportableReportingStream):
             return
         # Only a license that started before the boundary can be in both passes, so
         # only those keys are remembered: memory stays small on a large export.
-        straddling: set[str] = set()
-        for record in super().get_records(context):
-            key = record["license_key"]
+        straddling: set[str | None] = set()
+        for row in super().get_records(context):
+            key = license_key(row)
             if key in straddling:
                 continue
-            if (record.get("maintenanceStartDate") or "") < INSIGHTS_SINCE:
+            if (row.get("maintenanceStartDate") or "") < INSIGHTS_SINCE:
                 straddling.add(key)
-            yield record
+            yield row
 
     def adapt(self, row: dict, context: Context | None) -> dict:
         row["license_key"] = license_key(row)
