@@ -169,6 +169,17 @@ def test_benchmark_months_for_total_and_apps_under_any_list_name():
         ("__total__", "2025-02-01", 1418), ("__total__", "2025-01-01", 1422),
         ("app-key-2", "2025-02-01", 1150)]
 
+    # The live API (as observed) names them differently: same rows.
+    observed = {
+        "totals": {"name": "All apps", "evaluationBenchmarkPerVendorPerMonth": [
+            {"date": "2025-02-01", "evaluationCount": 1418}]},
+        "addons": [{"addonKey": "app-key-2", "productId": "p-2", "name": "App 2",
+                    "evaluationBenchmarkPerAppPerMonth": [
+                        {"date": "2025-02-01", "evaluationCount": 1150}]}],
+    }
+    assert [(r["app_key"], r["evaluationCount"]) for r in flatten.period_rows(
+        observed, report="evaluation_benchmark")] == [("__total__", 1418), ("app-key-2", 1150)]
+
     churn = {"churnBenchmarkPerApp": [
         {"appName": "Test app", "appKey": "com.example", "productId": "p-9",
          "churnBenchmarkPerMonth": [{"year": "2025", "month": "01", "churnRate": 5.125}]}]}
@@ -189,7 +200,7 @@ def test_customer_insight_rows_per_group_with_parent_product_for_tiers():
         ("Confluence", "1-10"), ("Confluence", "11-100"), ("Jira", "1-10"), ("Jira", "11-100")]
     assert rows[0]["usersCount"] == 10 and rows[0]["date"] == "2025-01-01"
 
-    regions = {"regionWiseUserInsightsPerMonth": [{"date": "2025-02-01", "insightsType": [
+    regions = {"usersDistributionPerMonth": [{"date": "2025-02-01", "insightsType": [
         {"value": {"group": {"region": "apac", "product": None},
                    "usersDistribution": {"usersCount": 1975}}}]}]}
     (row,) = flatten.insight_rows(regions, report="customer_insights_regions",
