@@ -113,11 +113,12 @@ class ExportFile:
 
     def json_array_rows(self, wrapper_key: str | None = None) -> t.Iterator[dict]:
         """Elements of a top-level JSON array, or of ``{wrapper_key: [...]}``."""
-        body = open_body(self.response)
-        head = body.peek(64).lstrip()[:1]
-        prefix = f"{wrapper_key}.item" if head == b"{" and wrapper_key else "item"
         count = 0
+        # Opening reads the first block, so a connection that drops there is caught too.
         with self._read_errors(lambda: f"after element {count}"):
+            body = open_body(self.response)
+            head = body.peek(64).lstrip()[:1]
+            prefix = f"{wrapper_key}.item" if head == b"{" and wrapper_key else "item"
             try:
                 for count, row in enumerate(ijson.items(body, prefix, use_float=True), 1):  # noqa: B007
                     yield row
