@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import io
 import itertools
+import math
 import random
 import secrets
 import threading
@@ -492,7 +493,8 @@ class IsvappApp(VendorApp):
         unknown = [i for i in ids if i not in known]
         if unknown:
             return error(f"Unknown request IDs: {', '.join(unknown[:5])}", 404)
-        expires = int(time.time() + self.settings.signed_url_lifetime_seconds)
+        # Rounded up: a URL never lives shorter than the setting says.
+        expires = math.ceil(time.time() + self.settings.signed_url_lifetime_seconds)
         return envelope([{"request_id": i, "original_file_url": self.signed_url(i, expires)}
                          for i in ids])
 
