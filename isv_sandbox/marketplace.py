@@ -541,10 +541,6 @@ def read_cursor(token: str | None) -> t.Any:
     return orjson.loads(base64.urlsafe_b64decode(token.encode()))
 
 
-def day(offset: int, first: str) -> str:
-    return (datetime.date.fromisoformat(first) + datetime.timedelta(days=offset)).isoformat()
-
-
 def now() -> float:
     return time.monotonic()
 

@@ -181,10 +181,7 @@ class MarketplaceStream(VendorRESTStream):
         return None  # one request; paged streams say how they page
 
     def get_url(self, context: Context | None) -> str:
-        values = dict(context or {})
-        if "{developerId}" in (self.path or ""):
-            values["developerId"] = self.developer_id
-        return super().get_url(values)
+        return self.url_for(self.path or "", context)
 
     def url_for(self, path: str, context: Context | None = None) -> str:
         """A path of this API (with ``{developerId}`` and context keys) as a URL."""

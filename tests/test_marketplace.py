@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import Counter
 
 import jsonschema
@@ -13,7 +14,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace.streams import STREAMS
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import FAST_RETRIES, last_error_line, run_cli, sync
+from tests.helpers import FAST_RETRIES, catalog_selecting, last_error_line, run_cli, sync
 
 FAST_EXPORTS = {"export_poll_interval_seconds": 0.02, "export_timeout_seconds": 10}
 REPORTING = "/rest/3/reporting/developer-space/"
@@ -60,7 +61,6 @@ def config_for(server, **overrides):
 
 
 def calls(server, path_regex, method="GET"):
-    import re
     return [r for r in server.requests if r.method == method and re.search(path_regex, r.path)]
 
 
@@ -134,7 +134,7 @@ def test_links_next_cursor_pages(marketplace, stream, path, rows_per_parent, par
     assert pages[1].query.get("cursor"), "the second page comes from links.next"
 
 
-def test_parent_software_pages_with_links_next(marketplace):
+def test_parent_software_lists_every_parent(marketplace):
     server = marketplace(parent_software=7)
     tap_config = config_for(server)
     out = sync(TapMarketplace, tap_config, streams={"parent_software"})
@@ -283,7 +283,6 @@ def test_export_stuck_in_progress_fails_naming_the_export(marketplace):
 
 
 def catalog_with(*names):
-    from tests.helpers import catalog_selecting
     return catalog_selecting(TapMarketplace, {"username": "u", "api_token": "t",
                                               "developer_id": "d"}, names)
 
