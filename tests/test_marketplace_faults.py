@@ -296,3 +296,19 @@ def test_bad_config_fails_before_any_request_naming_the_setting(marketplace, cha
     assert expected in out.stderr
     assert not server.requests, "no request with a bad config"
     assert not out.records
+
+
+def test_403_names_the_role_and_credentials_without_the_token(marketplace):
+    server = marketplace()
+    server.add_fault(r"/licenses$", status=403, times=99, body=atlassian_error(
+        "You do not have permission to view reporting for this developer space"))
+    config = config_for(server, use_async_exports=False, start_date="2019-01-01")
+    out = run_cli("tap-marketplace", config, catalog=catalog_with("licenses"))
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "licenses: HTTP 403" in line
+    assert "You do not have permission to view reporting" in line
+    assert "`username`" in line and "`api_token`" in line and "`developer_id`" in line
+    assert config["api_token"] not in out.stderr
+    assert server.count(r"/licenses$") == 1, "a 403 is not retried"
