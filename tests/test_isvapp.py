@@ -229,30 +229,6 @@ def test_taxonomy_rerun_reexports_from_the_bookmarked_month_only(isvapp):
         two_back, "LATEST_COMPLETED_MONTH"]
 
 
-def test_taxonomy_export_errored_fails_with_the_vendor_message(isvapp):
-    server = isvapp(export_outcome="ERRORED",
-                    export_error_message="Taxonomy 42 is being recalculated")
-    out = run_cli("tap-isvapp", config_for(server))
-
-    assert out.returncode == 1
-    line = last_error_line(out.stderr)
-    assert "taxonomy_item_usage: export" in line
-    assert "ERRORED" in line and "Taxonomy 42 is being recalculated" in line
-    assert "taxonomy_item_usage" not in out.records
-
-
-def test_taxonomy_export_that_never_completes_fails_naming_the_export(isvapp):
-    server = isvapp(export_pending_seconds=600)
-    out = run_cli("tap-isvapp", config_for(server, export_timeout_seconds=0.5,
-                                           export_poll_interval_seconds=0.1))
-
-    assert out.returncode == 1
-    (export_id,) = [e["id"] for e in server.app.exports.values() if e["_created"] > time.time() - 60]
-    line = last_error_line(out.stderr)
-    assert f"export {export_id} did not complete within 0.5 s" in line
-    assert "PENDING" in line
-
-
 def test_taxonomy_stream_without_taxonomy_ids_is_a_clear_config_error(isvapp):
     server = isvapp()
     config = config_for(server)
