@@ -112,6 +112,8 @@ class IsvappSettings:
     #: Columns Salesforce added after the sample header, appended to every file.
     csv_extra_columns: list[str] = field(default_factory=list)
     signed_url_lifetime_seconds: float = 900
+    #: Start every CSV file with a UTF-8 byte order mark.
+    csv_byte_order_mark: bool = False
     # -- what tap_config() adds for the tap --------------------------------------------
     tap_start_date: str | None = None
 
@@ -523,7 +525,7 @@ class IsvappApp(VendorApp):
             writer.writerow(values)
             return buffer.getvalue().encode()
 
-        yield line(columns)
+        yield (b"\xef\xbb\xbf" if self.settings.csv_byte_order_mark else b"") + line(columns)
         rng = random.Random(request_id)
         day = next(r["_day"] for r in self.requests_data if r["id"] == request_id)
         for n in range(self.settings.csv_rows_per_file):

@@ -131,7 +131,9 @@ class ExportFile:
         """Rows of a CSV file with a header row, read by column name."""
         line_number = 1
         with self._read_errors(lambda: f"after line {line_number}"):
-            text = io.TextIOWrapper(open_body(self.response), encoding="utf-8", newline="")
+            # utf-8-sig: a byte order mark (Excel, some Salesforce exports) must not
+            # become part of the first column's name.
+            text = io.TextIOWrapper(open_body(self.response), encoding="utf-8-sig", newline="")
             reader = csv.DictReader(text)
             try:
                 for row in reader:

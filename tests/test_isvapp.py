@@ -318,6 +318,16 @@ def test_logs_rows_keyed_by_request_and_row_number_with_unknown_columns_kept(isv
     assert storage.count("/files/", status=200) == 3
 
 
+def test_byte_order_mark_does_not_hide_the_first_column(isvapp):
+    server = isvapp(request_history_days=1, csv_rows_per_file=2, csv_byte_order_mark=True)
+    out = sync(TapIsvapp, config_for(server, start_date=str(YESTERDAY)),
+               streams={"package_usage_logs"})
+
+    rows = out.records["package_usage_logs"]
+    assert len(rows) == 2
+    assert all(r["timestamp_derived"] and r["extra_columns"] is None for r in rows)
+
+
 def test_signed_urls_are_fetched_in_batches_of_at_most_1000(isvapp):
     server = isvapp(request_history_days=30, requests_per_day=35, csv_rows_per_file=1)
     out = sync(TapIsvapp, config_for(server, start_date=str(YESTERDAY - dt.timedelta(days=29))),
