@@ -20,7 +20,9 @@ import typing as t
 #: ``app_key`` of the all-apps total (and of figures not about one app).
 TOTAL_APP_KEY = "__total__"
 #: Value of a key column the payload does not have (no dataset, no series type …).
-ABSENT = ""
+#: Not "": CSV-based loaders (target-duckdb) read an empty string as NULL, and a key
+#: column may not be NULL.
+ABSENT = "__none__"
 
 #: Series-level attributes that qualify a series beyond its name.
 _SERIES_QUALIFIERS = ("conversionType", "evaluationType")

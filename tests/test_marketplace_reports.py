@@ -148,7 +148,7 @@ def test_irregular_shapes_arrive_as_rows_with_their_own_fields(marketplace):
     assert {r["dimension"] for r in churn} == {"Customers", "Cancellations"}
     assert all(isinstance(r["uniqueTotal"], int) for r in churn)
     conversion = [r for r in events if r["report"] == "conversion"]
-    assert {r["dataset"] for r in conversion} == {""}  # conversion has no datasets
+    assert {r["dataset"] for r in conversion} == {flatten.ABSENT}  # conversion has no datasets
     assert {r["series_type"] for r in conversion} == {"Upgrade"}
     assert all(r["uniqueTotal"] is None for r in events if r["report"] == "renewal")
     hosting = [r for r in out.records["sales_metrics"] if r["report"] == "sales_by_hosting"]
@@ -208,9 +208,9 @@ def test_benchmarks_insights_and_app_requests_have_a_row_per_app_and_month(marke
 
     insights = Counter((r["report"], r["parent_product"]) for r in out.records[
         "customer_insights"])
-    assert insights == {("customer_insights_regions", ""): 4 * len(months),
-                        ("customer_insights_editions", ""): 4 * len(months),
-                        ("customer_insights_active_users", ""): 2 * len(months),
+    assert insights == {("customer_insights_regions", flatten.ABSENT): 4 * len(months),
+                        ("customer_insights_editions", flatten.ABSENT): 4 * len(months),
+                        ("customer_insights_active_users", flatten.ABSENT): 2 * len(months),
                         ("customer_insights_tiers", "Jira"): 5 * len(months),
                         ("customer_insights_tiers", "Confluence"): 5 * len(months)}
 

@@ -117,21 +117,21 @@ def test_churn_rows_carry_dataset_dimension_and_unique_total():
     rows = list(flatten.series_rows(CHURN, report="churn", aggregation="week"))
     first = rows[0]
     assert first == {
-        "report": "churn", "dimension": "Customers", "series_type": "", "dataset": "Monthly",
+        "report": "churn", "dimension": "Customers", "series_type": flatten.ABSENT, "dataset": "Monthly",
         "app_key": "__total__", "addon_key": None, "product_id": None, "app_name": None,
         "aggregation": "week", "uniqueTotal": 100, "date": "2025-02-23", "count": 20,
         "netCount": None, "revenue": None}
     by_series = {(r["app_key"], r["dataset"], r["dimension"]): r["uniqueTotal"] for r in rows}
     assert by_series[("__total__", "Annual", "Cancellations")] == 54
     # The app's Cancellations listed among its datasets: kept, without a dataset.
-    assert by_series[("test-app", "", "Cancellations")] == 54
+    assert by_series[("test-app", flatten.ABSENT, "Cancellations")] == 54
     assert sum(r["count"] for r in rows if r["app_key"] == "test-app") == sum(
         [20, 30, 50, 2, 5, 3, 22, 36, 53, 7, 21, 26])
 
 
 def test_conversion_without_datasets_keeps_its_conversion_type():
     rows = list(flatten.series_rows(CONVERSION, report="conversion", aggregation="week"))
-    assert {r["dataset"] for r in rows} == {""}
+    assert {r["dataset"] for r in rows} == {flatten.ABSENT}
     assert {r["series_type"] for r in rows} == {"Upgrade"}
     assert {r["app_key"] for r in rows} == {"__total__", "app-key-1"}  # p-2 has no series
     assert [r["count"] for r in rows if r["app_key"] == "app-key-1"
@@ -205,7 +205,7 @@ def test_customer_insight_rows_per_group_with_parent_product_for_tiers():
                    "usersDistribution": {"usersCount": 1975}}}]}]}
     (row,) = flatten.insight_rows(regions, report="customer_insights_regions",
                                   dimension="region")
-    assert (row["dimension"], row["parent_product"], row["usersCount"]) == ("apac", "", 1975)
+    assert (row["dimension"], row["parent_product"], row["usersCount"]) == ("apac", flatten.ABSENT, 1975)
 
 
 def test_search_keyword_shapes():
@@ -226,7 +226,7 @@ def test_search_keyword_shapes():
     assert (total["app_key"], total["searchAppearances"], total["topSearchKeyword"]) == (
         "__total__", 402, "pm")
     assert (app["app_key"], app["keyword"], app["count"], app["searchAppearances"]) == (
-        "a", "", 401, 401)
+        "a", flatten.ABSENT, 401, 401)
 
     by_app = {"summary": {"addonName": "T", "addonKey": "t", "productId": "p",
                           "leadingSearchKeyword": "test", "allSearchAppearances": 54},
