@@ -182,7 +182,9 @@ class TaxonomyItemUsageStream(IsvappStream):
     IN_FLIGHT = "in_flight_export"
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
-        first_month = saved_bookmark(self) or (self.config.get("start_date") or "")[:7] or None
+        # A start_date moved past the bookmark wins, as it does for timestamp bookmarks.
+        starts = [saved_bookmark(self), (self.config.get("start_date") or "")[:7]]
+        first_month = max(filter(None, starts), default=None)
         for timeframe in timeframes_to_export(first_month, utc_today()):
             export = self.completed_export(self.export_request(timeframe))
             for row in self.export_rows(export):
@@ -259,6 +261,10 @@ class TaxonomyItemUsageStream(IsvappStream):
         self._write_state_message()
 
     def export_rows(self, export: dict) -> t.Iterator[dict]:
+        if not export.get("download_url"):
+            msg = f"{self.name}: export {export['id']} is COMPLETED but has no download_url"
+            raise PayloadError(msg)
+
         def open_rows() -> t.Iterator[dict]:
             response = self.send("GET", export["download_url"], stream=True,
                                  retry_statuses=DOWNLOAD_NOT_READY_STATUSES)
