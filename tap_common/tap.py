@@ -6,7 +6,9 @@ import sys
 import typing as t
 from functools import cached_property
 
+from jsonschema import ValidationError
 from singer_sdk import Tap
+from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 
@@ -44,6 +46,15 @@ COMMON_SETTINGS = th.PropertiesList(
 )
 
 
+def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
+    setting = str(error.path[0]) if error.path else None
+    where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
+    if setting in secrets:
+        expected = error.validator_value if error.validator == "type" else error.validator
+        return f"setting '{setting}' is invalid ({error.validator}: {expected}); its value is secret and not shown"
+    return f"{error.message}{where}"
+
+
 class VendorTap(Tap):
     """A tap for one vendor API; subclasses add settings, auth and streams."""
 
@@ -78,12 +89,19 @@ class VendorTap(Tap):
         return {}
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        errors = super()._validate_config(raise_errors=raise_errors)
-        if errors:
-            return errors
-        errors = self.extra_config_errors()
+        # The SDK's own messages quote the offending value, a secret one included.
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        properties = schema.get("properties", {})
+        secrets = {name for name, prop in properties.items() if prop.get("secret")}
+        errors = [
+            _describe_config_error(error, secrets)
+            for error in JSONSchemaValidator(schema).iter_errors(self._config)
+        ]
+        if not errors:
+            errors = self.extra_config_errors()
         if errors and raise_errors:
-            raise ConfigValidationError("Config validation failed", errors=errors)
+            raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
         return errors
 
     @classmethod

@@ -218,3 +218,10 @@ def test_missing_manifest_password_is_a_config_error():
     out = run_cli("tap-heroku-vendor", {"manifest_id": "x"})
     assert out.returncode == 1
     assert "manifest_password" in out.stderr
+
+
+def test_a_secret_of_the_wrong_type_is_named_but_not_shown():
+    out = run_cli("tap-heroku-vendor", {"manifest_id": "x", "manifest_password": 918273645})
+    assert out.returncode == 1
+    assert "setting 'manifest_password' is invalid" in out.stderr
+    assert "918273645" not in out.stderr + out.stdout
