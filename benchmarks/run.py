@@ -47,7 +47,8 @@ class ProcessRun:
     stdout: bytes
 
 
-def run_tap(executable: str, config: dict, *args: str, capture: bool = False) -> ProcessRun:
+def run_tap(executable: str, config: dict, *args: str, capture: bool = False,
+            stderr: t.Any = subprocess.DEVNULL) -> ProcessRun:
     """Run an installed tap; stdout to /dev/null unless captured. Peak RSS via wait4."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump(config, handle)
@@ -55,7 +56,7 @@ def run_tap(executable: str, config: dict, *args: str, capture: bool = False) ->
     started = time.perf_counter()
     process = subprocess.Popen(  # noqa: S603
         [str(BIN / executable), "--config", handle.name, *args],
-        stdout=out, stderr=subprocess.DEVNULL,
+        stdout=out, stderr=stderr,
     )
     stdout = process.stdout.read() if capture and process.stdout else b""
     _, status, usage = os.wait4(process.pid, 0)
@@ -126,6 +127,156 @@ def measurement(func: t.Callable[[bool], list[Row]]) -> t.Callable[[bool], list[
 @measurement
 def heroku(quick: bool) -> list[Row]:
     return heroku_child_scaling(100 if quick else 1000, 1000 if quick else 10000)
+
+
+def records_emitted(stderr: bytes) -> int:
+    """Records from the tap's own METRIC lines (stdout went to /dev/null)."""
+    total = 0
+    for line in stderr.splitlines():
+        if b'"metric":"record_count"' in line:
+            total += json.loads(line[line.index(b"{"):])["value"]
+    return total
+
+
+def run_export(executable: str, config: dict, catalog: dict) -> tuple[ProcessRun, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog_path = Path(tmp, "catalog.json")
+        catalog_path.write_text(json.dumps(catalog))
+        stderr_path = Path(tmp, "stderr.log")
+        with stderr_path.open("wb") as stderr:
+            run = run_tap(executable, config, "--catalog", str(catalog_path), stderr=stderr)
+        return run, records_emitted(stderr_path.read_bytes())
+
+
+def catalog_with(executable: str, config: dict, stream: str) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(config, handle)
+    catalog = json.loads(subprocess.run(  # noqa: S603
+        [str(BIN / executable), "--config", handle.name, "--discover"],
+        capture_output=True, check=True).stdout)
+    os.unlink(handle.name)
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] == stream
+    return catalog
+
+
+def downloaded_payloads(server: t.Any, path_regex: str, auth: t.Any) -> list[bytes]:
+    """The export files the tap downloaded, fetched again for the floor loop."""
+    import re
+
+    paths = [r for r in server.requests if re.search(path_regex, r.path) and r.status == 200]
+    return [requests.get(f"{server.url}{r.path}", params=r.query, auth=auth, timeout=600).content
+            for r in paths]
+
+
+ISVAPP_METRICS = ("unique_users", "unique_users_external", "unique_users_internal",
+                  "operations", "operations_external", "operations_internal")
+
+
+def isvapp_rows(fileobj: t.BinaryIO) -> t.Iterator[dict]:
+    for row in gzip_ndjson(fileobj):
+        for name in ISVAPP_METRICS:
+            row[name] = int(row[name])
+        yield row
+
+
+def license_rows(fileobj: t.BinaryIO) -> t.Iterator[dict]:
+    for row in json_array(fileobj):
+        row["license_key"] = (row.get("appEntitlementNumber") or row.get("licenseId")
+                              or f"SEN-{row.get('addonLicenseId')}")
+        yield row
+
+
+def throughput_rows(label: str, run: ProcessRun, records: int, floor_seconds: float,
+                    floor_records: int) -> list[Row]:
+    tap_rate = records / run.seconds
+    floor_rate = floor_records / floor_seconds
+    ratio = floor_rate / tap_rate
+    return [
+        Row(f"{label}: tap", f"{tap_rate:,.0f} rec/s ({records:,} in {run.seconds:.1f} s)", "", ""),
+        Row(f"{label}: raw floor", f"{floor_rate:,.0f} rec/s", "", ""),
+        Row(f"{label}: tap / floor", f"{ratio:.1f}x slower", "<= 4x", verdict(ratio <= 4)),
+        Row(f"{label}: tap peak RSS", f"{run.max_rss_mb:.0f} MB", "< 150 MB",
+            verdict(run.max_rss_mb < 150)),
+    ]
+
+
+def isvapp_export(rows: int) -> tuple[ProcessRun, int, list[bytes]]:
+    settings = {"export_rows_per_month": rows, "auth_mode": "api_key", "accounts": 5,
+                "rate_limit_per_second": 1000, "rate_limit_burst": 1000,
+                "export_pending_seconds": 0}
+    with isv_sandbox.start("isvapp", **settings) as server:
+        config = {**server.app.tap_config(), "requests_per_second": 1000}
+        run, records = run_export("tap-isvapp", config,
+                                  catalog_with("tap-isvapp", config, "taxonomy_item_usage"))
+        assert run.returncode == 0, "tap-isvapp failed"
+        payloads = downloaded_payloads(
+            server, r"^/api/v1/exports/[^/]+/download/",
+            lambda r: (r.headers.__setitem__("Authorization", f"Bearer {config['api_key']}"), r)[1])
+    return run, records, payloads
+
+
+@measurement
+def isvapp(quick: bool) -> list[Row]:
+    rows = 100_000 if quick else 1_000_000
+    run, records, payloads = isvapp_export(rows)
+    floor_seconds = sum(raw_floor(p, "taxonomy_item_usage", isvapp_rows) for p in payloads)
+    floor_records = sum(sum(1 for _ in gzip_ndjson(io.BytesIO(p))) for p in payloads)
+    return throughput_rows(f"isvapp taxonomy_item_usage, {rows:,} rows", run, records,
+                           floor_seconds, floor_records)
+
+
+@measurement
+def marketplace(quick: bool) -> list[Row]:
+    licenses = 50_000 if quick else 500_000
+    with isv_sandbox.start("marketplace", licenses=licenses) as server:
+        config = server.app.tap_config()
+        run, records = run_export("tap-marketplace", config,
+                                  catalog_with("tap-marketplace", config, "licenses"))
+        assert run.returncode == 0, "tap-marketplace failed"
+        payloads = downloaded_payloads(
+            server, r"/licenses/async/export/[^/]+$", (config["username"], config["api_token"]))
+    floor_seconds = sum(raw_floor(p, "licenses", license_rows) for p in payloads)
+    floor_records = sum(sum(1 for _ in json_array(io.BytesIO(p))) for p in payloads)
+    return throughput_rows(f"marketplace licenses, {licenses:,} records", run, records,
+                           floor_seconds, floor_records)
+
+
+@measurement
+def memory(quick: bool) -> list[Row]:
+    small, large = (10_000, 100_000) if quick else (100_000, 1_000_000)
+    rss = {rows: isvapp_export(rows)[0].max_rss_mb for rows in (small, large)}
+    growth = rss[large] / rss[small] - 1
+    return [
+        Row(f"isvapp export peak RSS, {small:,} rows", f"{rss[small]:.0f} MB", "< 150 MB",
+            verdict(rss[small] < 150)),
+        Row(f"isvapp export peak RSS, {large:,} rows", f"{rss[large]:.0f} MB", "< 150 MB",
+            verdict(rss[large] < 150)),
+        Row("  growth with 10x the rows", f"{growth:+.0%}", "within 15 %", verdict(abs(growth) <= 0.15)),
+    ]
+
+
+@measurement
+def throttling(quick: bool) -> list[Row]:
+    rate = 2
+    settings = {"rate_limit_per_second": rate, "rate_limit_burst": rate, "export_pending_seconds": 1,
+                "accounts": 10 if quick else 40}
+    with isv_sandbox.start("isvapp", **settings) as server:
+        run = run_tap("tap-isvapp", {**server.app.tap_config(), "requests_per_second": rate})
+        logged = sorted([*server.requests, *server.app.storage.requests], key=lambda r: r.at)
+    assert run.returncode == 0, "tap-isvapp failed"
+    count = len(logged)
+    span = logged[-1].at - logged[0].at
+    budget = 1.05 * (count - 1) / rate
+    throttled = sum(1 for r in logged if r.status == 429)
+    return [
+        Row(f"isvapp full sync at {rate} req/s", f"{count} requests in {span:.1f} s "
+            f"(+{run.seconds - span:.1f} s start-up)", f"<= {budget:.1f} s",
+            verdict(span <= budget)),
+        Row("  429s from the sandbox", str(throttled), "0", verdict(throttled == 0)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,17 +36,19 @@ class OrjsonSingerWriter(GenericSingerWriter[bytes, Message]):
 
     def write_message(self, message: Message) -> None:
         if type(message) is RecordMessage:
-            envelope = {
-                "type": "RECORD",
-                "stream": message.stream,
-                "record": message.record,
-                "time_extracted": message.time_extracted,
-            }
-            if message.version is not None:
-                envelope["version"] = message.version
-            _write(orjson.dumps(envelope, default=_default, option=_OPTIONS), flush=False)
+            write_record(message.stream, message.record, message.version, message.time_extracted)
             return
         _write(self.serialize_message(message), flush=True)
+
+
+def write_record(stream: str, record: dict, version: int | None,
+                 time_extracted: datetime.datetime | None) -> None:
+    """One RECORD line, left in stdout's buffer (the next STATE flushes it)."""
+    envelope = {"type": "RECORD", "stream": stream, "record": record,
+                "time_extracted": time_extracted}
+    if version is not None:
+        envelope["version"] = version
+    _write(orjson.dumps(envelope, default=_default, option=_OPTIONS), flush=False)
 
 
 def _write(line: bytes, *, flush: bool) -> None:
