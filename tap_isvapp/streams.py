@@ -180,11 +180,16 @@ class TaxonomyItemUsageStream(IsvappStream):
     schema = StreamSchema(SCHEMAS)
     #: Stream-state key of the export being waited for or downloaded.
     IN_FLIGHT = "in_flight_export"
+    #: The ``IN_FLIGHT`` entry this run started with, left by an interrupted run.
+    interrupted_export: dict | None = None
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # A start_date moved past the bookmark wins, as it does for timestamp bookmarks.
         starts = [saved_bookmark(self), (self.config.get("start_date") or "")[:7]]
         first_month = max(filter(None, starts), default=None)
+        # Read before this run's first export replaces it: a run killed during its
+        # second export left that one, and it is resumed when its turn comes.
+        self.interrupted_export = self.stream_state.get(self.IN_FLIGHT)
         for timeframe in timeframes_to_export(first_month, utc_today()):
             export = self.completed_export(self.export_request(timeframe))
             for row in self.export_rows(export):
@@ -227,7 +232,7 @@ class TaxonomyItemUsageStream(IsvappStream):
         return latest
 
     def resumable_export(self, fingerprint: str) -> dict | None:
-        saved = self.stream_state.get(self.IN_FLIGHT)
+        saved = self.interrupted_export
         if not saved or saved.get("request") != fingerprint:
             return None
         expires_at = saved.get("expires_at")
@@ -326,8 +331,23 @@ class PackageUsageRequestsStream(IsvappStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         if not context:  # nothing to read: the range ends before it starts
-            return []
-        return super().get_records(context)
+            return
+        yield from super().get_records(context)
+        self.bookmark_finished_window()
+
+    def bookmark_finished_window(self) -> None:
+        """Write a resumable bookmark after each window, not only at the end of the run.
+
+        Rows within a window come in no promised order, so the SDK keeps their maximum
+        as a progress marker that a killed run cannot resume from. Windows run oldest
+        first and every request of this one has been emitted (its log rows too), so the
+        maximum is a safe bookmark now: a rerun starts at this window less the look-back.
+        """
+        for stream in (self, *self.child_streams):
+            if stream.selected:
+                stream._finalize_state(stream.stream_state)  # noqa: SLF001
+        self.state_manager.is_flushed = False
+        self._write_state_message()
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         assert context is not None
