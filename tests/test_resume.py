@@ -26,7 +26,8 @@ import isv_sandbox
 from tap_heroku_vendor.tap import TapHerokuVendor
 from tap_isvapp.streams import month_before
 from tap_isvapp.tap import TapIsvapp
-from tests.helpers import BIN, FAST_RETRIES, SyncOutput, catalog_selecting
+from tap_marketplace.tap import TapMarketplace
+from tests.helpers import BIN, FAST_RETRIES, SyncOutput, catalog_selecting, sync
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 YESTERDAY = TODAY - dt.timedelta(days=1)
@@ -93,11 +94,6 @@ def run_tap(executable: str, config: dict, catalog: dict, *, state: dict | None 
 def state_after_records(message: dict, records: int) -> bool:
     """The first kill point: a STATE written after at least one record."""
     return message["type"] == "STATE" and records > 0
-
-
-def rerun_requests(server: t.Any, since: int) -> list:
-    """The sandbox's log of requests from index ``since`` on (the rerun's)."""
-    return server.requests[since:]
 
 
 @pytest.fixture
@@ -238,3 +234,162 @@ def test_windowed_stream_with_its_log_files_resumes_both(sandbox):
     assert windows(server, logged_before_rerun)[0][0] == resumed_from.isoformat()
     files_in_rerun = server.app.storage.count(r"^/files/") - files_before_rerun
     assert files_in_rerun == (YESTERDAY - resumed_from).days + 1 < 100
+
+
+# -- (3) an export stream ------------------------------------------------------------------
+
+USAGE_KEY = ("reference_date", "salesforce_account_id", "taxonomy_item_id")
+
+
+def in_flight(state: dict) -> dict | None:
+    return state.get("bookmarks", {}).get("taxonomy_item_usage", {}).get("in_flight_export")
+
+
+def usage_keys(server: t.Any, export_id: str) -> set[tuple]:
+    """The keys of every row in the sandbox's file of one export."""
+    lines = server.app.export_lines(server.app.exports[export_id])
+    return {tuple(row[f] for f in USAGE_KEY) for row in map(orjson.loads, lines)}
+
+
+def export_calls(server: t.Any, since: int = 0) -> tuple[list[str], set[str], set[str]]:
+    """POSTs (starts), polled ids and downloaded ids of exports in the request log."""
+    posts, polled, downloaded = [], set(), set()
+    for r in server.requests[since:]:
+        parts = r.path.split("/")  # /api/v1/exports/<id>[/download/<token>]
+        if r.path == "/api/v1/exports" and r.method == "POST":
+            posts.append(r.path)
+        elif len(parts) == 5 and parts[3] == "exports":
+            polled.add(parts[4])
+        elif len(parts) == 7 and parts[5] == "download":
+            downloaded.add(parts[4])
+    return posts, polled, downloaded
+
+
+def usage_run(sandbox: t.Any, **settings: t.Any) -> tuple[t.Any, dict, dict]:
+    server = sandbox("isvapp", **{**ISVAPP_SANDBOX, **settings})
+    config = isvapp_config(server)  # from the first of last month: one export
+    return server, config, catalog_selecting(TapIsvapp, config, ["taxonomy_item_usage"])
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["still-valid", "expired-meanwhile"])
+def test_export_killed_mid_download_is_resumed_while_valid(sandbox, expired):
+    server, config, catalog = usage_run(sandbox, export_rows_per_month=25_000)
+
+    historical = set(server.app.exports)
+    killed = run_tap("tap-isvapp", config, catalog, kill_when=state_after_records)
+    (export_id,) = set(server.app.exports) - historical
+    saved = in_flight(killed.final_state)
+    logged_before_rerun = len(server.requests)
+
+    assert killed.killed
+    assert 10_000 <= len(killed.records["taxonomy_item_usage"]) < 25_000
+    assert saved["id"] == export_id
+    assert saved["expires_at"], "the completed export's expiry is in the state"
+    if expired:  # ISVapp expired it meanwhile; the expiry saved in the state lies ahead
+        server.app.exports[export_id]["_created"] -= server.app.settings.export_expiry_seconds
+
+    rerun = run_tap("tap-isvapp", config, catalog, state=killed.final_state)
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    posts, polled, downloaded = export_calls(server, logged_before_rerun)
+    assert export_id in polled, "the saved export is looked up first"
+    if expired:
+        assert len(posts) == 1, "an expired export is requested anew"
+        (new_id,) = downloaded
+        assert new_id != export_id
+        everything = usage_keys(server, new_id)
+    else:
+        assert posts == [], "no new export while the saved one is valid"
+        assert downloaded == {export_id}
+        everything = usage_keys(server, export_id)
+    assert len(everything) == 25_000
+    assert killed.keys("taxonomy_item_usage", *USAGE_KEY) | rerun.keys("taxonomy_item_usage", *USAGE_KEY) == everything
+    assert in_flight(rerun.final_state) is None
+    assert bookmark(rerun.final_state, "taxonomy_item_usage") == LAST_MONTH
+
+
+
+def test_export_killed_while_pending_is_polled_again_not_requested_again(sandbox):
+    server, config, catalog = usage_run(sandbox, export_pending_seconds=600,
+                                        export_rows_per_month=300)
+    historical = set(server.app.exports)
+
+    def waiting_for_export(message: dict, records: int) -> bool:
+        return message["type"] == "STATE" and in_flight(message["value"]) is not None
+
+    killed = run_tap("tap-isvapp", config, catalog, kill_when=waiting_for_export)
+    (export_id,) = set(server.app.exports) - historical
+    logged_before_rerun = len(server.requests)
+
+    assert killed.killed
+    assert "taxonomy_item_usage" not in killed.records
+    assert in_flight(killed.final_state)["id"] == export_id
+    assert in_flight(killed.final_state)["expires_at"] is None  # still PENDING
+    server.app.exports[export_id]["_created"] -= 600  # ISVapp finished it meanwhile
+
+    rerun = run_tap("tap-isvapp", config, catalog, state=killed.final_state)
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    posts, polled, downloaded = export_calls(server, logged_before_rerun)
+    assert posts == []
+    assert polled == downloaded == {export_id}
+    assert rerun.keys("taxonomy_item_usage", *USAGE_KEY) == usage_keys(server, export_id)
+    assert len(rerun.records["taxonomy_item_usage"]) == 300
+
+
+def test_second_export_killed_mid_download_is_resumed_after_the_first_is_read_again(sandbox):
+    # From the month before last: that month by name, then LATEST_COMPLETED_MONTH.
+    server = sandbox("isvapp", **ISVAPP_SANDBOX, export_rows_per_month=12_000)
+    config = isvapp_config(server, start_date=f"{month_before(LAST_MONTH, 1)}-01")
+    catalog = catalog_selecting(TapIsvapp, config, ["taxonomy_item_usage"])
+    historical = set(server.app.exports)
+
+    # The STATE at 20,000 records: 8,000 rows into the second export.
+    killed = run_tap("tap-isvapp", config, catalog,
+                     kill_when=lambda message, records: message["type"] == "STATE"
+                     and records > 12_000)
+    first_id, second_id = sorted(set(server.app.exports) - historical,
+                                 key=lambda i: server.app.exports[i]["_created"])
+    logged_before_rerun = len(server.requests)
+
+    assert killed.killed
+    assert 20_000 <= len(killed.records["taxonomy_item_usage"]) < 24_000
+    assert in_flight(killed.final_state)["id"] == second_id
+
+    rerun = run_tap("tap-isvapp", config, catalog, state=killed.final_state)
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    posts, _, downloaded = export_calls(server, logged_before_rerun)
+    assert len(posts) == 1, "only the first export is requested again"
+    assert [body["timeframe"] for body in server.app.export_requests] == [
+        month_before(LAST_MONTH, 1), "LATEST_COMPLETED_MONTH", month_before(LAST_MONTH, 1)]
+    (again_id,) = set(server.app.exports) - historical - {first_id, second_id}
+    assert downloaded == {again_id, second_id}
+    everything = usage_keys(server, first_id) | usage_keys(server, second_id)
+    assert len(everything) == 24_000
+    assert killed.keys("taxonomy_item_usage", *USAGE_KEY) | rerun.keys("taxonomy_item_usage", *USAGE_KEY) == everything
+
+
+def test_marketplace_license_export_killed_mid_download_loses_no_license(sandbox):
+    server = sandbox("marketplace", licenses=30_000)
+    # From July 2018: one export, with data insights.
+    config = {**server.app.tap_config(), **FAST_RETRIES, "start_date": "2018-07-01",
+              "export_poll_interval_seconds": 0.02}
+    catalog = catalog_selecting(TapMarketplace, config, ["licenses"])
+    reference = sync(TapMarketplace, config, streams={"licenses"})  # uninterrupted
+    everything = set(reference.keys("licenses", "license_key"))
+    exports_of_reference_run = len(server.app.exports)
+
+    killed = run_tap("tap-marketplace", config, catalog, kill_when=state_after_records)
+
+    assert killed.killed
+    assert 10_000 <= len(killed.records["licenses"]) < len(everything)
+    # Atlassian documents no export lifetime, so the tap keeps no export id: a rerun
+    # starts a new export (Atlassian answers identical parameters with the same one).
+    assert bookmark(killed.final_state, "licenses") is None
+
+    rerun = run_tap("tap-marketplace", config, catalog, state=killed.final_state)
+
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert killed.keys("licenses", "license_key") | rerun.keys("licenses", "license_key") == everything
+    assert len(server.app.exports) - exports_of_reference_run == 2
