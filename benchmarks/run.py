@@ -49,21 +49,39 @@ class ProcessRun:
 
 def run_tap(executable: str, config: dict, *args: str, capture: bool = False,
             stderr: t.Any = subprocess.DEVNULL) -> ProcessRun:
-    """Run an installed tap; stdout to /dev/null unless captured. Peak RSS via wait4."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(config, handle)
-    out = subprocess.PIPE if capture else subprocess.DEVNULL
-    started = time.perf_counter()
-    process = subprocess.Popen(  # noqa: S603
-        [str(BIN / executable), "--config", handle.name, *args],
-        stdout=out, stderr=stderr,
-    )
-    stdout = process.stdout.read() if capture and process.stdout else b""
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    os.unlink(handle.name)
-    return ProcessRun(seconds, usage.ru_maxrss / 1024, process.returncode, stdout)
+    """Run an installed tap with stdout to /dev/null (or a file, to read it after).
+
+    Peak RSS is the kernel's high-water mark of the tap process itself (VmHWM), sampled
+    until it exits: rusage would also count this process's pages shared at fork.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        config_path = Path(tmp, "config.json")
+        config_path.write_text(json.dumps(config))
+        stdout_path = Path(tmp, "stdout")
+        with (stdout_path.open("wb") if capture else open(os.devnull, "wb")) as out:
+            started = time.perf_counter()
+            process = subprocess.Popen(  # noqa: S603
+                [str(BIN / executable), "--config", str(config_path), *args],
+                stdout=out, stderr=stderr,
+            )
+            peak_kb = 0
+            while process.poll() is None:
+                peak_kb = max(peak_kb, _peak_rss_kb(process.pid))
+                time.sleep(0.02)
+            seconds = time.perf_counter() - started
+        stdout = stdout_path.read_bytes() if capture else b""
+    return ProcessRun(seconds, peak_kb / 1024, process.returncode, stdout)
+
+
+def _peak_rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def raw_floor(payload: bytes, stream: str, parse: t.Callable[[t.BinaryIO], t.Iterable[dict]]) -> float:
