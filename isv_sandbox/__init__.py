@@ -28,7 +28,9 @@ def start(vendor: str, **settings: t.Any) -> SandboxServer:
         raise ValueError(msg)
     # An app may live under a path, as the Marketplace API does under /marketplace.
     url_prefix = getattr(app_class, "URL_PREFIX", "")
-    return SandboxServer(app_class(settings_class(**settings)), url_prefix=url_prefix).start()
+    server = SandboxServer(app_class(settings_class(**settings)), url_prefix=url_prefix)
+    server.vendor = vendor
+    return server.start()
 
 
 __all__ = ["VENDORS", "Fault", "Request", "Response", "SandboxServer", "VendorApp", "start"]

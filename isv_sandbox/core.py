@@ -118,6 +118,8 @@ class VendorApp:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self.server: SandboxServer | None = None
+        #: Servers this app started (a storage host): stopped when its own server stops.
+        self.companions: list[SandboxServer] = []
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(f"^{pattern}$"), handler))
@@ -169,6 +171,7 @@ class SandboxServer:
                  url_prefix: str = "") -> None:
         self.app = app
         app.server = self
+        self.vendor = ""  # set by isv_sandbox.start
         self.url_prefix = url_prefix.rstrip("/")
         self.faults: list[Fault] = []
         self.requests: list[LoggedRequest] = []
@@ -194,6 +197,8 @@ class SandboxServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        for companion in self.app.companions:
+            companion.stop()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

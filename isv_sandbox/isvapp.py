@@ -162,6 +162,7 @@ class IsvappApp(VendorApp):
         self.signing_key = secrets.token_bytes(16)
         self._seed_historical_exports()
         self.storage = SandboxServer(StorageApp(self), host="127.0.0.2").start()
+        self.companions.append(self.storage)
 
         self.route("POST", "/api/oauth2/token", self.issue_token)
         self.route("GET", "/api/v1/account", self.show_account)
@@ -174,23 +175,6 @@ class IsvappApp(VendorApp):
                    self.download_export)
         self.route("GET", "/api/v1/requests", self.list_requests)
         self.route("POST", "/api/v1/requests/downloads", self.request_downloads)
-
-    # The storage host lives as long as the API server: SandboxServer sets ``server``.
-    @property
-    def server(self) -> SandboxServer | None:
-        return self.__dict__.get("_server")
-
-    @server.setter
-    def server(self, value: SandboxServer | None) -> None:
-        self.__dict__["_server"] = value
-        if value is not None:
-            stop_api = value.stop
-
-            def stop_both() -> None:
-                stop_api()
-                self.storage.stop()
-
-            value.stop = stop_both  # type: ignore[method-assign]
 
     def tap_config(self) -> dict:
         """Settings that point tap-isvapp at this sandbox (no decimal values: Meltano

@@ -18,7 +18,6 @@ read twice gives the same numbers. Settings live in ``MarketplaceSettings.extra`
 
 from __future__ import annotations
 
-import atexit
 import datetime
 import hashlib
 import hmac
@@ -714,7 +713,7 @@ class MarketplaceReports:
         with self._storage_lock:
             if self.storage is None:
                 self.storage = SandboxServer(CatalogStorage(self), host="127.0.0.2").start()
-                atexit.register(self.storage.stop)
+                self.app.companions.append(self.storage)
             return self.storage
 
     def catalog_csv(self, snapshot: str) -> t.Iterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -18,6 +19,28 @@ BIN = Path(sys.executable).parent
 
 #: Retry quickly in tests; the sandbox's own clocks are settings too.
 FAST_RETRIES = {"retry_backoff_seconds": 0.01, "max_retries": 4}
+FAST_EXPORTS = {"export_poll_interval_seconds": 0.02, "export_timeout_seconds": 10}
+
+_TODAY = dt.datetime.now(dt.timezone.utc).date()
+#: ISVapp's latest completed month, pinned so tests do not depend on the day of month.
+LAST_MONTH = (_TODAY.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
+
+#: Sandbox settings per vendor that keep tests fast (generous limits, exports at once).
+FAST_SANDBOX: dict[str, dict[str, t.Any]] = {
+    "isvapp": {"rate_limit_per_second": 500, "rate_limit_burst": 500,
+               "export_pending_seconds": 0.1, "latest_completed_month": LAST_MONTH},
+}
+#: Tap settings per vendor that match FAST_SANDBOX.
+FAST_TAP: dict[str, dict[str, t.Any]] = {
+    "heroku": FAST_RETRIES,
+    "isvapp": {**FAST_RETRIES, "requests_per_second": 400, "export_poll_interval_seconds": 0.05},
+    "marketplace": {**FAST_RETRIES, **FAST_EXPORTS},
+}
+
+
+def config_for(server: t.Any, **overrides: t.Any) -> dict:
+    """The tap config that points at ``server``, with fast retries and polling."""
+    return {**server.app.tap_config(), **FAST_TAP[server.vendor], **overrides}
 
 
 @dataclass

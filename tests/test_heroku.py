@@ -12,7 +12,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 import isv_sandbox
 from tap_heroku_vendor.tap import TapHerokuVendor
-from tests.helpers import FAST_RETRIES, last_error_line, run_cli, sync
+from tests.helpers import FAST_RETRIES, config_for, last_error_line, run_cli, sync
 
 # The SDK's standard tests sync once per class against this module-level sandbox.
 _STANDARD_SANDBOX = isv_sandbox.start("heroku", apps=30, page_size=12)
@@ -22,24 +22,6 @@ TestHerokuStandard = get_tap_test_class(
     config={**_STANDARD_SANDBOX.app.tap_config(), **FAST_RETRIES},
     suite_config=SuiteConfig(max_records_limit=100),
 )
-
-
-@pytest.fixture
-def heroku():
-    servers = []
-
-    def start(**settings):
-        server = isv_sandbox.start("heroku", **settings)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_RETRIES, **overrides}
 
 
 def test_apps_follow_link_header_across_pages(heroku):

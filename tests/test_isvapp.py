@@ -14,16 +14,17 @@ import isv_sandbox
 from isv_sandbox.isvapp import PACKAGE_LOG_COLUMNS
 from tap_isvapp.streams import month_before, timeframes_to_export
 from tap_isvapp.tap import TapIsvapp
-from tests.helpers import FAST_RETRIES, catalog_selecting, last_error_line, run_cli, sync
+from tests import helpers
+from tests.helpers import FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 YESTERDAY = TODAY - dt.timedelta(days=1)
 THIS_MONTH = TODAY.strftime("%Y-%m")
 LAST_MONTH = month_before(THIS_MONTH, 1)
 #: Sandbox settings that keep tests fast: a generous rate limit, exports done at once.
-FAST_SANDBOX = {"rate_limit_per_second": 500, "rate_limit_burst": 500,
-                "export_pending_seconds": 0.1, "latest_completed_month": LAST_MONTH}
-FAST_TAP = {**FAST_RETRIES, "requests_per_second": 400, "export_poll_interval_seconds": 0.05}
+FAST_SANDBOX = helpers.FAST_SANDBOX["isvapp"]
+FAST_TAP = helpers.FAST_TAP["isvapp"]
+assert FAST_SANDBOX["latest_completed_month"] == LAST_MONTH
 
 _STANDARD_SANDBOX = isv_sandbox.start(
     "isvapp", **FAST_SANDBOX, accounts=12, request_history_days=4, csv_rows_per_file=5)
@@ -43,22 +44,6 @@ TestIsvappStandard = get_tap_test_class(
 )
 
 
-@pytest.fixture
-def isvapp():
-    servers = []
-
-    def start(**settings):
-        server = isv_sandbox.start("isvapp", **{**FAST_SANDBOX, **settings})
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_TAP, **overrides}
 
 
 def api_calls(server, path):

@@ -12,26 +12,10 @@ from singer_sdk.exceptions import ConfigValidationError
 
 import isv_sandbox
 from tap_isvapp.tap import TapIsvapp
-from tests.helpers import last_error_line, run_cli, sync
-from tests.test_isvapp import FAST_SANDBOX, FAST_TAP, LAST_MONTH, YESTERDAY
+from tests.helpers import config_for, last_error_line, run_cli, sync
+from tests.test_isvapp import LAST_MONTH, YESTERDAY
 
 
-@pytest.fixture
-def isvapp():
-    servers = []
-
-    def start(**settings):
-        server = isv_sandbox.start("isvapp", **{**FAST_SANDBOX, **settings})
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_TAP, **overrides}
 
 
 def run_taxonomy(server, **overrides):

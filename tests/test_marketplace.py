@@ -14,9 +14,8 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace.streams import STREAMS
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import FAST_RETRIES, catalog_selecting, last_error_line, run_cli, sync
+from tests.helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
 
-FAST_EXPORTS = {"export_poll_interval_seconds": 0.02, "export_timeout_seconds": 10}
 REPORTING = "/rest/3/reporting/developer-space/"
 #: This module tests these; the aggregated reports have their own tests.
 OWN_STREAMS = {stream.name for stream in STREAMS}
@@ -42,22 +41,6 @@ TestMarketplaceStandard = get_tap_test_class(
 )
 
 
-@pytest.fixture
-def marketplace():
-    servers = []
-
-    def start(**settings):
-        server = isv_sandbox.start("marketplace", **settings)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_RETRIES, **FAST_EXPORTS, **overrides}
 
 
 def calls(server, path_regex, method="GET"):

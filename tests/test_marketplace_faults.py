@@ -11,29 +11,12 @@ import pytest
 
 import isv_sandbox
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import FAST_RETRIES, catalog_selecting, last_error_line, run_cli, sync
+from tests.helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
 
-FAST_EXPORTS = {"export_poll_interval_seconds": 0.02, "export_timeout_seconds": 10}
 TRANSACTIONS = r"/sales/transactions$"
 LICENSE_DOWNLOAD = r"/licenses/async/export/[^/]+$"
 
 
-@pytest.fixture
-def marketplace():
-    servers = []
-
-    def start(**settings):
-        server = isv_sandbox.start("marketplace", **settings)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_RETRIES, **FAST_EXPORTS, **overrides}
 
 
 def catalog_with(*names):

@@ -21,7 +21,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace import flatten, reports
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import BIN, FAST_RETRIES, catalog_selecting, last_error_line, run_cli, sync
+from tests.helpers import BIN, catalog_selecting, config_for, last_error_line, run_cli, sync
 
 REPORT_STREAMS = [stream.name for stream in reports.REPORT_STREAMS]
 SERIES_STREAMS = [s.name for s in reports.REPORT_STREAMS
@@ -31,10 +31,6 @@ TODAY = datetime.datetime.now(datetime.timezone.utc).date()
 
 def days_ago(days: int) -> str:
     return (TODAY - datetime.timedelta(days=days)).isoformat()
-
-
-def config_for(server, **overrides):
-    return {**server.app.tap_config(), **FAST_RETRIES, **overrides}
 
 
 class TapMarketplaceReports(TapMarketplace):
@@ -59,20 +55,9 @@ TestMarketplaceReportsStandard = get_tap_test_class(
 
 
 @pytest.fixture
-def marketplace():
-    servers = []
-
-    def start(**extra):
-        server = isv_sandbox.start("marketplace", extra=extra)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-        storage = getattr(server.app.reports, "storage", None)
-        if storage is not None:
-            storage.stop()
+def marketplace(sandboxes):
+    """A Marketplace sandbox; keyword arguments are report settings (``extra``)."""
+    return lambda **extra: sandboxes("marketplace", extra=extra)
 
 
 def calls(server, path_regex, method="GET"):
