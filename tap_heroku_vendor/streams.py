@@ -50,9 +50,6 @@ class AppInfoStream(VendorRESTStream):
     path = "/vendor/apps/{app_identifier}"
     records_jsonpath = "$"
     parent_stream_type = AppsStream
-    # One bookmark for the whole stream: per-parent partitions make state O(N) in size
-    # and its rewriting O(N^2) in time.
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     primary_keys = ("resource_uuid",)
     schema = StreamSchema(SCHEMAS)
     # An app deprovisioned between the listing and this call answers 404.

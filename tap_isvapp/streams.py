@@ -94,9 +94,6 @@ class SalesforceAccountSummariesStream(IsvappStream):
     records_jsonpath = "$.data"
     oauth_scope = "salesforce_accounts"
     parent_stream_type = SalesforceAccountsStream
-    # One bookmark for the whole stream: per-parent partitions make state O(N) in size
-    # and its rewriting O(N^2) in time.
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     selected_by_default = False
     primary_keys = ("salesforce_id",)
     schema = StreamSchema(SCHEMAS)
@@ -313,7 +310,6 @@ class PackageUsageRequestsStream(IsvappStream):
     oauth_scope = "requests"
     primary_keys = ("id",)
     replication_key = "sf_end_time"
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     schema = StreamSchema(SCHEMAS)
 
     @property
@@ -418,7 +414,6 @@ class PackageUsageLogsStream(IsvappStream):
     path = "/api/v1/requests/downloads"
     oauth_scope = "requests"
     parent_stream_type = PackageUsageRequestsStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     primary_keys = ("isvapp_request_id", "row_number")
     replication_key = "request_sf_end_time"
     schema = StreamSchema(SCHEMAS)

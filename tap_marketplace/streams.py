@@ -218,7 +218,6 @@ class AppSoftwareStream(MarketplaceStream):
     name = "app_software"
     path = "/rest/3/app-software/app-key/{appKey}"
     parent_stream_type = AppListingsStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("appKey", "productId")
     primary_keys = ("appSoftwareId",)
     schema = StreamSchema(SCHEMAS)
@@ -234,7 +233,6 @@ class AppSoftwareVersionsStream(CursorStream):
     path = "/rest/3/app-software/{appSoftwareId}/versions"
     records_jsonpath = "$.versions[*]"
     parent_stream_type = AppSoftwareStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("appSoftwareId",)
     primary_keys = ("appSoftwareId", "buildNumber")
     schema = StreamSchema(SCHEMAS)
@@ -247,7 +245,6 @@ class AppVersionListingsStream(CursorStream):
     path = "/rest/3/app-software/{appSoftwareId}/listings/all"
     records_jsonpath = "$.listings[*]"
     parent_stream_type = AppSoftwareStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("appSoftwareId",)
     primary_keys = ("appSoftwareId", "buildNumber")
     schema = StreamSchema(SCHEMAS)
@@ -271,7 +268,6 @@ class ParentSoftwareVersionsStream(CursorStream):
     path = "/rest/3/parent-software/{parentSoftwareId}/versions"
     records_jsonpath = "$.versions[*]"
     parent_stream_type = ParentSoftwareStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("parentSoftwareId",)
     primary_keys = ("parentSoftwareId", "buildNumber")
     schema = StreamSchema(SCHEMAS)
@@ -285,7 +281,6 @@ class ReviewsStream(TokenCursorStream):
     records_jsonpath = "$.reviews[*]"
     cursor_field = "cursor"
     parent_stream_type = AppListingsStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("productId",)
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
@@ -298,7 +293,6 @@ class CloudMigrationCompatibilityStream(MarketplaceStream):
     path = "/rest/3/cloud-migration-compatibility/products/{productId}"
     records_jsonpath = "$"
     parent_stream_type = AppListingsStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("productId",)
     primary_keys = ("productId",)
     schema = StreamSchema(SCHEMAS)
@@ -312,7 +306,6 @@ class PrivacyAndSecurityStream(MarketplaceStream):
     path = "/rest/3/privacy-and-security/products/{productId}"
     records_jsonpath = "$"
     parent_stream_type = AppListingsStream
-    state_partitioning_keys: t.ClassVar[list[str]] = []
     context_fields = ("productId",)
     primary_keys = ("productId",)
     schema = StreamSchema(SCHEMAS)
