@@ -40,7 +40,6 @@ class RequestThrottle:
         self._pool_remaining: int | None = None
         self._last_request = 0.0
         self._lock = threading.Lock()
-        self.requests_made = 0
 
     def acquire(self) -> None:
         """Block until the next request may be sent."""
@@ -55,7 +54,6 @@ class RequestThrottle:
                     )
                     time.sleep(wait)
             self._last_request = time.monotonic()
-            self.requests_made += 1
 
     def observe(self, headers: t.Mapping[str, str]) -> None:
         """Read the vendor's remaining-pool header from a response."""
