@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import json
@@ -130,6 +131,17 @@ def run_cli(executable: str, config: dict, *args: str, state: dict | None = None
     output = SyncOutput(parse_messages(process.stdout), process.stderr, process.returncode)
     output.stdout = process.stdout  # type: ignore[attr-defined]
     return output
+
+
+def run_at_debug(executable: str, config: dict, **kwargs: t.Any) -> SyncOutput:
+    """``run_cli`` with every logger at DEBUG, for the no-secret-in-logs tests."""
+    level = {f"{executable.upper().replace('-', '_')}_LOGLEVEL": "DEBUG", "LOGLEVEL": "DEBUG"}
+    return run_cli(executable, config, env=level, **kwargs)
+
+
+def basic_auth_value(user: str, password: str) -> str:
+    """What an ``Authorization: Basic`` header carries for these credentials."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def last_error_line(stderr: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import time
@@ -12,7 +11,15 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 import isv_sandbox
 from tap_heroku_vendor.tap import TapHerokuVendor
-from tests.helpers import FAST_RETRIES, config_for, last_error_line, run_cli, sync
+from tests.helpers import (
+    FAST_RETRIES,
+    basic_auth_value,
+    config_for,
+    last_error_line,
+    run_at_debug,
+    run_cli,
+    sync,
+)
 
 # The SDK's standard tests sync once per class against this module-level sandbox.
 _STANDARD_SANDBOX = isv_sandbox.start("heroku", apps=30, page_size=12)
@@ -163,9 +170,8 @@ def test_no_secret_in_debug_logs(heroku):
     server.add_fault(r"^/vendor/apps$", status=503, body=b"{}")
     config = config_for(server)
     password = config["manifest_password"]
-    basic = base64.b64encode(f"{config['manifest_id']}:{password}".encode()).decode()
-    out = run_cli("tap-heroku-vendor", config, env={"TAP_HEROKU_VENDOR_LOGLEVEL": "DEBUG",
-                                                    "LOGLEVEL": "DEBUG"})
+    basic = basic_auth_value(config["manifest_id"], password)
+    out = run_at_debug("tap-heroku-vendor", config)
 
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DEBUG" in out.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import time
@@ -15,7 +14,15 @@ from isv_sandbox.isvapp import PACKAGE_LOG_COLUMNS
 from tap_isvapp.streams import month_before, timeframes_to_export
 from tap_isvapp.tap import TapIsvapp
 from tests import helpers
-from tests.helpers import FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
+from tests.helpers import (
+    basic_auth_value,
+    catalog_selecting,
+    config_for,
+    last_error_line,
+    run_at_debug,
+    run_cli,
+    sync,
+)
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 YESTERDAY = TODAY - dt.timedelta(days=1)
@@ -445,14 +452,14 @@ def test_no_secret_in_debug_logs(isvapp, auth_mode):
     server = isvapp(auth_mode=auth_mode, request_history_days=2, csv_rows_per_file=2)
     server.add_fault(r"^/api/v1/exports$", status=503, body=b'{"error":"busy","success":false}')
     config = config_for(server)
-    out = run_cli("tap-isvapp", config, env={"TAP_ISVAPP_LOGLEVEL": "DEBUG", "LOGLEVEL": "DEBUG"})
+    out = run_at_debug("tap-isvapp", config)
 
     assert out.returncode == 0, out.stderr[-3000:]
     assert "DEBUG" in out.stderr
     everything = out.stderr + out.stdout
     settings = server.app.settings
     secrets = [settings.api_key, settings.client_secret, *server.app.tokens,
-               base64.b64encode(f"{settings.client_id}:{settings.client_secret}".encode()).decode()]
+               basic_auth_value(settings.client_id, settings.client_secret)]
     for secret in secrets:
         assert secret not in everything
     assert "signature=" not in everything

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections import Counter
@@ -14,7 +13,17 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace.streams import STREAMS
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
+from tests.helpers import (
+    FAST_EXPORTS,
+    FAST_RETRIES,
+    basic_auth_value,
+    catalog_selecting,
+    config_for,
+    last_error_line,
+    run_at_debug,
+    run_cli,
+    sync,
+)
 
 REPORTING = "/rest/3/reporting/developer-space/"
 #: This module tests these; the aggregated reports have their own tests.
@@ -487,9 +496,8 @@ def test_no_secret_in_debug_logs(marketplace):
     server.add_fault(r"/sales/transactions$", status=503, body=b'{"errors":[{"message":"busy"}]}')
     config = config_for(server, use_async_exports=False)
     token = config["api_token"]
-    basic = base64.b64encode(f"{config['username']}:{token}".encode()).decode()
-    out = run_cli("tap-marketplace", config, env={"TAP_MARKETPLACE_LOGLEVEL": "DEBUG",
-                                                  "LOGLEVEL": "DEBUG"})
+    basic = basic_auth_value(config["username"], token)
+    out = run_at_debug("tap-marketplace", config)
 
     assert out.returncode == 0, out.stderr[-2000:]
     assert "DEBUG" in out.stderr
