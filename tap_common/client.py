@@ -68,6 +68,11 @@ class VendorRESTStream(RESTStream):
     # skipped exactly when it cannot change the output.
 
     def _write_record_message(self, record: dict) -> None:
+        # With type conformance off, a field the vendor added since the schema was
+        # written would otherwise reach the target undeclared.
+        declared = self._declared_fields
+        if not declared.issuperset(record):
+            record = {name: value for name, value in record.items() if name in declared}
         if self._passes_records_through:
             write_record(self.name, record, self._stream_version, utc_now())
             self.state_manager.is_flushed = False
@@ -86,6 +91,13 @@ class VendorRESTStream(RESTStream):
                 return
             self.__dict__["_last_increment"] = (value, context)
         super()._increment_stream_state(latest_record, context=context)
+
+    @property
+    def _declared_fields(self) -> frozenset[str]:
+        cached = self.__dict__.get("_declared")
+        if cached is None:
+            cached = self.__dict__["_declared"] = frozenset(self.schema["properties"])
+        return cached
 
     @property
     def _passes_records_through(self) -> bool:

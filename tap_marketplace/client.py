@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import typing as t
-from functools import cached_property
 
 import orjson
 from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
@@ -139,8 +138,8 @@ class MarketplaceStream(VendorRESTStream):
     """A Marketplace API v3 endpoint.
 
     Records are shaped to their schema here, once: ``adapt`` (per stream) fixes the
-    vendor's variations, ``context_fields`` copies the parent's keys into a child's
-    rows, and fields the schema does not declare are left out.
+    vendor's variations and ``context_fields`` copies the parent's keys into a child's
+    rows (the shared base leaves out fields the schema does not declare).
     """
 
     _tap: TapMarketplace
@@ -159,14 +158,7 @@ class MarketplaceStream(VendorRESTStream):
             return None
         for name in self.context_fields:
             adapted.setdefault(name, (context or {}).get(name))
-        declared = self._declared_fields
-        if declared.issuperset(adapted):
-            return adapted
-        return {name: value for name, value in adapted.items() if name in declared}
-
-    @cached_property
-    def _declared_fields(self) -> frozenset[str]:
-        return frozenset(self.schema["properties"])
+        return adapted
 
     def validate_response(self, response: requests.Response) -> None:
         if response.status_code in self.tolerated_statuses:

@@ -213,3 +213,17 @@ def test_a_secret_of_the_wrong_type_is_named_but_not_shown():
     assert out.returncode == 1
     assert "setting 'manifest_password' is invalid" in out.stderr
     assert "918273645" not in out.stderr + out.stdout
+
+
+def test_a_field_the_schema_does_not_declare_is_not_emitted(heroku):
+    server = heroku(apps=1)
+    listing = [{"provider_id": "9", "plan": "test", "heroku_id": "app9@heroku.com",
+                "resource": {"uuid": "u-9", "name": "addon-9"}, "added_by_heroku_later": 1}]
+    server.add_fault(r"^/vendor/apps$", status=200, body=json.dumps(listing).encode(),
+                     headers={"Content-Type": "application/json"})
+    out = sync(TapHerokuVendor, config_for(server), streams={"apps"})
+
+    (record,) = out.records["apps"]
+    assert record["resource_uuid"] == "u-9"
+    assert "added_by_heroku_later" not in record
+    assert set(record) <= set(out.schemas["apps"]["properties"])
