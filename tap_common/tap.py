@@ -59,6 +59,8 @@ class VendorTap(Tap):
     """A tap for one vendor API; subclasses add settings, auth and streams."""
 
     message_writer_class = OrjsonSingerWriter
+    #: The distribution the three taps ship in (the SDK would look for one named like the tap).
+    package_name = "isv-revenue-taps"
 
     #: Default for the ``requests_per_second`` setting (None: unthrottled).
     default_requests_per_second: t.ClassVar[float | None] = None

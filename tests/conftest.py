@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 import pytest
 
 import isv_sandbox
-from tests.helpers import FAST_SANDBOX
+import tap_common
+
+# The suite tests the product as users install it: the taps must come from the wheel
+# installed into the venv (scripts/bootstrap builds it), never from the source tree.
+if "site-packages" not in Path(tap_common.__file__).resolve().parts and not os.environ.get("TAPS_FROM_SOURCE"):
+    raise pytest.UsageError(
+        f"tap_common was imported from the source tree ({tap_common.__file__}), not the installed "
+        "wheel: run the suite with scripts/test (set TAPS_FROM_SOURCE=1 to allow it on purpose)")
+from helpers import FAST_SANDBOX
 
 
 @pytest.fixture

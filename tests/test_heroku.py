@@ -11,7 +11,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 import isv_sandbox
 from tap_heroku_vendor.tap import TapHerokuVendor
-from tests.helpers import (
+from helpers import (
     FAST_RETRIES,
     basic_auth_value,
     config_for,

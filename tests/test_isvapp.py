@@ -13,8 +13,8 @@ import isv_sandbox
 from isv_sandbox.isvapp import PACKAGE_LOG_COLUMNS
 from tap_isvapp.streams import month_before, timeframes_to_export
 from tap_isvapp.tap import TapIsvapp
-from tests import helpers
-from tests.helpers import (
+import helpers
+from helpers import (
     basic_auth_value,
     catalog_selecting,
     config_for,

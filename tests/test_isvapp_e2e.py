@@ -13,9 +13,9 @@ import pytest
 
 import isv_sandbox
 from tap_isvapp.streams import month_before
-from tests.helpers import FAST_RETRIES, run_cli
-from tests.test_isvapp import ALL_STREAMS, LAST_MONTH, THIS_MONTH
-from tests.test_meltano_e2e import meltano, meltano_env, postgres_connection
+from helpers import FAST_RETRIES, run_cli
+from test_isvapp import ALL_STREAMS, LAST_MONTH, THIS_MONTH
+from test_meltano_e2e import meltano, meltano_env, postgres_connection
 
 #: Small, but every stream has rows: 2 windows of /requests, 5 CSV files, one export.
 SANDBOX = {"accounts": 10, "request_history_days": 5, "csv_rows_per_file": 4,

@@ -12,8 +12,8 @@ from singer_sdk.exceptions import ConfigValidationError
 
 import isv_sandbox
 from tap_isvapp.tap import TapIsvapp
-from tests.helpers import config_for, last_error_line, run_cli, sync
-from tests.test_isvapp import LAST_MONTH, YESTERDAY
+from helpers import config_for, last_error_line, run_cli, sync
+from test_isvapp import LAST_MONTH, YESTERDAY
 
 
 

@@ -13,7 +13,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace.streams import STREAMS
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import (
+from helpers import (
     FAST_EXPORTS,
     FAST_RETRIES,
     basic_auth_value,

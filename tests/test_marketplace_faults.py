@@ -11,7 +11,7 @@ import pytest
 
 import isv_sandbox
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
+from helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
 
 TRANSACTIONS = r"/sales/transactions$"
 LICENSE_DOWNLOAD = r"/licenses/async/export/[^/]+$"

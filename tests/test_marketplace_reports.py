@@ -21,7 +21,7 @@ from singer_sdk.testing import SuiteConfig, get_tap_test_class
 import isv_sandbox
 from tap_marketplace import flatten, reports
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import BIN, catalog_selecting, config_for, last_error_line, run_cli, sync
+from helpers import BIN, catalog_selecting, config_for, last_error_line, run_cli, sync
 
 REPORT_STREAMS = [stream.name for stream in reports.REPORT_STREAMS]
 SERIES_STREAMS = [s.name for s in reports.REPORT_STREAMS

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
-from tests.helpers import BIN, FAST_RETRIES, REPO, run_cli
+from helpers import BIN, FAST_RETRIES, REPO, run_cli
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "test"}
+#: The machine's PostgreSQL; TEST_PGDATABASE picks another database (parallel checkouts).
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres",
+      "dbname": os.environ.get("TEST_PGDATABASE", "test")}
 
 #: tap -> (sandbox vendor, sandbox settings for a small but multi-page data set)
 E2E_TAPS: dict[str, tuple[str, dict[str, t.Any]]] = {
@@ -44,7 +46,8 @@ def meltano_env(tap: str, tap_config: dict[str, t.Any], extra: dict[str, str]) -
     the taps' defaults for those.
     """
     env = {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", **extra}
+           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "TARGET_POSTGRES_DATABASE": PG["dbname"], **extra}
     prefix = tap.upper().replace("-", "_")
     for key, value in tap_config.items():
         env[f"{prefix}_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)

@@ -27,7 +27,7 @@ from tap_heroku_vendor.tap import TapHerokuVendor
 from tap_isvapp.streams import month_before
 from tap_isvapp.tap import TapIsvapp
 from tap_marketplace.tap import TapMarketplace
-from tests.helpers import BIN, FAST_RETRIES, SyncOutput, catalog_selecting, sync
+from helpers import BIN, FAST_RETRIES, SyncOutput, catalog_selecting, sync
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 YESTERDAY = TODAY - dt.timedelta(days=1)

@@ -19,7 +19,8 @@ import yaml
 
 import isv_sandbox
 
-REPO = Path(__file__).resolve().parent.parent
+#: The Meltano project the demo runs: the working directory (scripts/demo runs from the repository root).
+REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
 MELTANO = Path(sys.executable).parent / "meltano"
 
 
