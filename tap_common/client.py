@@ -108,6 +108,8 @@ class VendorRESTStream(RESTStream):
                 self.TYPE_CONFORMANCE_LEVEL == TypeConformanceLevel.NONE
                 and len(maps) == 1
                 and type(maps[0]) is SameRecordTransform
+                # flattening_enabled: the "same record" map flattens it.
+                and not maps[0].flattening_enabled
                 and all(self.mask.values())
             )
             self.__dict__["_pass_through"] = cached

@@ -11,6 +11,7 @@ from singer_sdk import Tap
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
 from tap_common.auth import HostBoundAuth
 from tap_common.ratelimit import RequestThrottle
@@ -59,6 +60,16 @@ class VendorTap(Tap):
     """A tap for one vendor API; subclasses add settings, auth and streams."""
 
     message_writer_class = OrjsonSingerWriter
+    #: What the taps declare (--about, meltano.yml, the Hub definitions): the SDK's defaults less
+    #: batch, activate-version and structured-logging, which no test here exercises.
+    capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+    ]
     #: The distribution the three taps ship in (the SDK would look for one named like the tap).
     package_name = "isv-revenue-taps"
 

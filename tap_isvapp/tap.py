@@ -28,8 +28,8 @@ def _ids(name: str, what: str) -> th.Property:
 
 
 class TapIsvapp(VendorTap):
-    """ISVapp REST API: Salesforce accounts and their summaries, data exports, monthly
-    taxonomy item usage (asynchronous exports) and raw package usage log files."""
+    # One line: it is the --about description, and the SDK's Markdown template breaks on a second.
+    """ISVapp REST API: Salesforce accounts and summaries, data exports, monthly taxonomy item usage (async exports), raw package usage logs."""
 
     name = "tap-isvapp"
     default_requests_per_second = ISVAPP_REQUESTS_PER_SECOND
