@@ -56,8 +56,7 @@ EXTRAS: dict[str, dict[str, t.Any]] = {
         "settings_group_validation": [["api_key"], ["client_id", "client_secret"]],
         # salesforce_account_summaries: one request per account at 2 requests/second
         # (~8 minutes per 1,000 accounts): opt in.
-        "select": ["salesforce_accounts.*", "exports.*", "taxonomy_item_usage.*",
-                   "package_usage_requests.*", "package_usage_logs.*"],
+        "select": ["*.*", "!salesforce_account_summaries.*"],
     },
 }
 
