@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
+from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 from helpers import BIN, FAST_RETRIES, REPO, run_cli
 
 #: The machine's PostgreSQL; TEST_PGDATABASE picks another database (parallel checkouts).
@@ -39,19 +40,8 @@ def meltano(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess
 
 
 def meltano_env(tap: str, tap_config: dict[str, t.Any], extra: dict[str, str]) -> dict[str, str]:
-    """Settings as Meltano's environment variables.
-
-    Meltano 4.4.1 cannot pass a ``decimal`` setting that comes from an environment
-    variable ("Object of type Decimal is not JSON serializable"), so the e2e runs use
-    the taps' defaults for those.
-    """
-    env = {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "TARGET_POSTGRES_DATABASE": PG["dbname"], **extra}
-    prefix = tap.upper().replace("-", "_")
-    for key, value in tap_config.items():
-        env[f"{prefix}_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    return env
+    """The tap's settings as Meltano's environment variables (decimals left at their defaults)."""
+    return sandbox_meltano_env(REPO, tap, tap_config, {"TARGET_POSTGRES_DATABASE": PG["dbname"], **extra})
 
 
 def emitted_keys(tap: str, config: dict) -> dict[str, set[tuple]]:

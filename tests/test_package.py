@@ -70,7 +70,7 @@ def test_wheel_metadata_for_a_package_index():
         assert f"Classifier: Programming Language :: Python :: {python}" in metadata
     assert "Project-URL: Source," in metadata
     assert "Keywords:" in metadata
-    assert "License" in metadata
+    assert "License-Expression: MIT" in metadata
 
 
 @pytest.mark.parametrize("tap", TAPS)

@@ -18,6 +18,7 @@ import duckdb
 import yaml
 
 import isv_sandbox
+from isv_sandbox.meltano import meltano_env
 
 #: The Meltano project the demo runs: the working directory (scripts/demo runs from the repository root).
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
@@ -27,17 +28,6 @@ MELTANO = Path(sys.executable).parent / "meltano"
 def configured_taps() -> set[str]:
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
     return {plugin["name"] for plugin in project["plugins"]["extractors"]}
-
-
-def meltano_env(tap: str, tap_config: dict, schema: str, database: Path) -> dict[str, str]:
-    env = {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "TARGET_DUCKDB_FILEPATH": str(database),
-           "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": schema}
-    prefix = tap.upper().replace("-", "_")
-    for key, value in tap_config.items():
-        env[f"{prefix}_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    return env
 
 
 def main() -> int:
@@ -59,7 +49,9 @@ def main() -> int:
             run = subprocess.run(  # noqa: S603
                 [str(MELTANO), "run", "--full-refresh", "--state-id-suffix", "demo", tap,
                  "target-duckdb"],
-                cwd=REPO, env=meltano_env(tap, server.app.tap_config(), schema, database),
+                cwd=REPO, env=meltano_env(REPO, tap, server.app.tap_config(), {
+                    "TARGET_DUCKDB_FILEPATH": str(database),
+                    "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": schema}),
                 stdout=log_file, stderr=subprocess.STDOUT, check=False,
             )
         timings[tap] = time.monotonic() - started
