@@ -127,24 +127,71 @@ class ExportFile:
                        f"element {count} (byte {body.tell() if body.seekable() else '?'}): {exc}")
                 raise PayloadError(msg) from None
 
-    def csv_rows(self) -> t.Iterator[dict[str, str]]:
-        """Rows of a CSV file with a header row, read by column name."""
+    def csv_rows(self, required_columns: t.Sequence[str] = ()) -> t.Iterator[dict[str, str]]:
+        """Rows of a CSV file with a header row, read by column name.
+
+        A file cut short fails instead of giving its rows up to the cut and a corrupt
+        last one: every row must have as many fields as the header, and a plain (not
+        gzip) file must end with a line end (a gzip file's own trailer already shows
+        whether it is whole). A row is only given out once the next one (or the end)
+        was read, so a cut row is never emitted. ``required_columns`` must be in the
+        header.
+        """
         line_number = 1
         with self._read_errors(lambda: f"after line {line_number}"):
+            body = open_body(self.response)
+            compressed = isinstance(getattr(body, "raw", None), gzip.GzipFile)
             # utf-8-sig: a byte order mark (Excel, some Salesforce exports) must not
             # become part of the first column's name.
-            text = io.TextIOWrapper(open_body(self.response), encoding="utf-8-sig", newline="")
-            reader = csv.DictReader(text)
+            lines = _LastLine(io.TextIOWrapper(body, encoding="utf-8-sig", newline=""))
+            reader = csv.reader(lines)
             try:
-                for row in reader:
+                header = next(reader, None)
+                if header is None:
+                    return
+                missing = [name for name in required_columns if name not in header]
+                if missing:
+                    msg = (f"{self.where}: the CSV header lacks the column(s) {missing}; it "
+                           f"has {header[:30]}")
+                    raise PayloadError(msg)
+                pending: dict[str, str] | None = None
+                for values in reader:
+                    if not values:
+                        continue  # a blank line
+                    if pending is not None:
+                        yield pending
                     line_number = reader.line_num
-                    yield row
+                    if len(values) != len(header):
+                        msg = (f"{self.where}: CSV line {line_number} has {len(values)} "
+                               f"fields where the header has {len(header)}: the file is cut "
+                               "short or malformed")
+                        raise PayloadError(msg)
+                    pending = dict(zip(header, values))
             except csv.Error as exc:
                 msg = f"{self.where}: CSV line {reader.line_num} is malformed: {exc}"
                 raise PayloadError(msg) from None
+            if not compressed and not lines.ended:
+                msg = (f"{self.where}: the file ends inside line {reader.line_num} (no line "
+                       "end after it): it is cut short")
+                raise PayloadError(msg)
+            if pending is not None:
+                yield pending
 
     def _read_errors(self, position: t.Callable[[], str]) -> _ReadErrors:
         return _ReadErrors(self.where, position)
+
+
+class _LastLine:
+    """Lines of a text stream, remembering whether the last one ended with a line end."""
+
+    def __init__(self, lines: t.Iterable[str]) -> None:
+        self._lines = lines
+        self.ended = True
+
+    def __iter__(self) -> t.Iterator[str]:
+        for line in self._lines:
+            self.ended = line.endswith(("\n", "\r"))
+            yield line
 
 
 class _ReadErrors:

@@ -7,8 +7,10 @@ configured developer id, or the one resolved once per run from ``vendor_id``.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import typing as t
+from collections import Counter
 
 import orjson
 from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
@@ -65,17 +67,49 @@ def content_key(row: dict) -> str:
     return hashlib.sha256(orjson.dumps(row, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
-def license_key(row: dict) -> str | None:
-    """One id across hosting types: entitlement number, else SEN license id (reference §7.1)."""
-    if row.get("appEntitlementNumber"):
-        return str(row["appEntitlementNumber"])
+class OccurrenceKeys:
+    """Content keys that never merge two rows: the n-th identical row gets ``-n``.
+
+    Rows without an id are keyed on their content, so two rows identical in every field
+    would share a key and the warehouse would keep one. The first occurrence keeps the
+    bare content hash (keys loaded before stay valid), the second is ``<hash>-2`` and so
+    on. Identical rows are identical in their date too, and every read covers whole days,
+    so a re-read numbers them the same way: the keys are stable across runs.
+    """
+
+    def __init__(self) -> None:
+        self._seen: Counter[str] = Counter()
+
+    def key(self, row: dict) -> str:
+        content = content_key(row)
+        self._seen[content] += 1
+        count = self._seen[content]
+        return content if count == 1 else f"{content}-{count}"
+
+
+def _sen(row: dict) -> str | None:
     if row.get("licenseId"):
         return str(row["licenseId"])
     if row.get("addonLicenseId"):
         return f"SEN-{row['addonLicenseId']}"
-    if row.get("appEntitlementId"):
-        return str(row["appEntitlementId"])
     return None
+
+
+def license_key(row: dict, hosting: t.Any = None) -> str | None:
+    """One id per license across hosting types, that stays when Atlassian adds ids later.
+
+    Each hosting type is keyed on the identifier it has always had: a Cloud license on
+    its entitlement number, a Server or Data Center license on its SEN (``licenseId``,
+    else ``SEN-`` + ``addonLicenseId``). The other identifier is only used when that one
+    is missing, so a Data Center license that Atlassian gives an entitlement number later
+    (2025) keeps the key it was first loaded under. ``hosting`` defaults to the row's.
+    """
+    hosting = str(hosting if hosting is not None else row.get("hosting") or "")
+    entitlement = row.get("appEntitlementNumber") or None
+    order = ((entitlement, _sen(row)) if hosting.strip().lower() == "cloud"
+             else (_sen(row), entitlement))
+    found = next((value for value in order if value), None) or row.get("appEntitlementId")
+    return str(found) if found else None
 
 
 # -- the four pagination shapes (reference §3.1, §3.2) -------------------------------
@@ -147,6 +181,10 @@ class MarketplaceStream(VendorRESTStream):
     filters_by_product: t.ClassVar[bool] = False
     #: Context keys (the parent's ids) copied into each record.
     context_fields: t.ClassVar[tuple[str, ...]] = ()
+    #: Days re-read before the bookmark's day, for rows that arrive dated behind it;
+    #: ``lookback_setting`` names the setting that overrides the default.
+    lookback_days: t.ClassVar[int] = 0
+    lookback_setting: t.ClassVar[str | None] = None
 
     def adapt(self, row: dict, context: Context | None) -> dict | None:
         """The vendor's row in this stream's terms; None drops it."""
@@ -197,13 +235,29 @@ class MarketplaceStream(VendorRESTStream):
         # Bookmarks here are ISO dates (or "YYYY-MM-DD HH:MM:SS"): they sort as strings.
         return max(str(value), str(start_date_value))
 
+    @property
+    def lookback(self) -> int:
+        if self.lookback_setting:
+            return int(self.config.get(self.lookback_setting, self.lookback_days))
+        return self.lookback_days
+
     def starting_date(self, context: Context | None) -> str | None:
-        """The bookmark's day (inclusive), else ``start_date``; None for a full pull."""
-        if self.replication_key:
-            value = self.get_starting_replication_key_value(context)
-        else:
-            value = self.config.get("start_date")
-        return str(value)[:10] if value else None
+        """The bookmark's day (inclusive) less ``lookback`` days, never before
+        ``start_date``; without a bookmark ``start_date``; None for a full pull."""
+        start_date = self.config.get("start_date")
+        floor = str(start_date)[:10] if start_date else None
+        if not self.replication_key:
+            return floor
+        value = self.get_starting_replication_key_value(context)
+        if not value:
+            return None
+        day = str(value)[:10]
+        bookmarked = self.get_context_state(context).get("replication_key_value")
+        if bookmarked and self.lookback:
+            day = (datetime.date.fromisoformat(day)
+                   - datetime.timedelta(days=self.lookback)).isoformat()
+            day = max(day, floor) if floor else day
+        return day
 
 
 class CursorStream(MarketplaceStream):
@@ -248,10 +302,13 @@ class ReportingStream(MarketplaceStream):
     filters_by_product = True
     #: The collection key in the page envelope.
     collection_key: t.ClassVar[str] = ""
+    #: For rows without an id: this field gets their content key (``OccurrenceKeys``).
+    content_key_field: t.ClassVar[str | None] = None
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._current_query: dict[str, t.Any] = {}
+        self._content_keys = OccurrenceKeys()
         if self.collection_key:
             self.records_jsonpath = f"$.{self.collection_key}[*]"
 
@@ -281,8 +338,14 @@ class ReportingStream(MarketplaceStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # Raw rows: the SDK applies ``post_process`` to each.
+        self._content_keys = OccurrenceKeys()
         for query in self.queries(context):
             yield from self.query_rows(query, context)
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        if self.content_key_field:
+            row[self.content_key_field] = self._content_keys.key(row)
+        return super().post_process(row, context)
 
     def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
         """Raw rows of one query, page by page."""

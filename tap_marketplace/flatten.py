@@ -10,12 +10,18 @@ Columns the tap adds to identify a row are snake_case (``report``, ``dimension``
 ``revenue``, ``uniqueTotal`` …). Identifying columns that are part of a primary key
 are never null, because warehouse upserts (Postgres primary keys) cannot match on
 null: an absent dataset is ``""`` and the all-apps total has ``app_key`` ``__total__``.
+
+Each function also checks the payload is of its documented shape (reference §7.5,
+§11): a list key, a ``series`` or a date that is not where the documentation puts it
+raises ``ShapeError`` naming what was expected, instead of giving no rows or rows whose
+figures are all null.
 """
 
 from __future__ import annotations
 
 import datetime
 import typing as t
+from dataclasses import dataclass
 
 #: ``app_key`` of the all-apps total (and of figures not about one app).
 TOTAL_APP_KEY = "__total__"
@@ -27,6 +33,50 @@ ABSENT = "__none__"
 #: Series-level attributes that qualify a series beyond its name.
 _SERIES_QUALIFIERS = ("conversionType", "evaluationType")
 _NESTING_KEYS = frozenset({"series", "datasets", "elements", "_links", "links"})
+
+
+class ShapeError(ValueError):
+    """A report body that is not of its documented shape; the message is what was expected."""
+
+
+def _object(value: t.Any, expected: str) -> dict:
+    if not isinstance(value, dict):
+        raise ShapeError(expected)
+    return value
+
+
+def one_of(node: t.Mapping[str, t.Any], keys: t.Sequence[str], kind: type, where: str = ""
+           ) -> t.Any:
+    """``node[key]`` for the first of ``keys`` that holds a ``kind`` (list or dict)."""
+    for key in keys:
+        if isinstance(node.get(key), kind):
+            return node[key]
+    names = " or ".join(f"`{where}{key}`" for key in keys)
+    raise ShapeError(f"{names} ({'an object' if kind is dict else 'a list'})")
+
+
+def has_any(item: t.Any, names: t.Sequence[str], where: str) -> None:
+    """Every entry of ``where`` must hold one of ``names`` (a renamed field would
+    otherwise give rows whose figures are all null)."""
+    if not isinstance(item, dict) or not any(name in item for name in names):
+        listed = " or ".join(f"`{name}`" for name in names)
+        raise ShapeError(f"{listed} in every entry of `{where}`")
+
+
+@dataclass(frozen=True)
+class PeriodShape:
+    """Where a per-month report keeps its figures (reference §11).
+
+    ``totals``: keys that may hold the all-apps part (empty: the report has none);
+    ``apps``: keys that may hold the per-app list; ``months``: names the list of months
+    may have, in the total and in each app; ``measures``: at least one is in every month.
+    """
+
+    months: tuple[str, ...]
+    measures: tuple[str, ...]
+    totals: tuple[str, ...] = ("total",)
+    apps: tuple[str, ...] = ("addons",)
+    total_optional: bool = False
 
 
 def app_identity(node: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
@@ -74,7 +124,13 @@ def series_rows(payload: t.Mapping[str, t.Any], *, report: str,
     (churn, renewal) and the irregular nestings seen in Atlassian's own examples (a
     series listed among datasets, a dataset listed among series): whatever holds
     ``elements`` is a series, whatever holds ``series``/``datasets`` names a dataset.
+
+    Expected: ``total`` holding ``series`` or ``datasets``, an ``addons`` list (an entry
+    without either is an app without figures, as in the spec's conversion example),
+    ``elements`` in every series and a ``date`` and ``count`` in every element.
     """
+    one_of(one_of(payload, ("total",), dict), ("series", "datasets"), list, "total.")
+    one_of(payload, ("addons",), list)
     for app, node in report_parts(payload):
         for dataset, series in _series_in(node, None, root=True):
             base = {
@@ -88,6 +144,8 @@ def series_rows(payload: t.Mapping[str, t.Any], *, report: str,
                 "uniqueTotal": series.get("uniqueTotal"),
             }
             for element in _dicts(series.get("elements")):
+                has_any(element, ("date",), "elements")
+                has_any(element, ("count",), "elements")
                 yield {**base, "date": element.get("date"),
                        "count": element.get("count"),
                        "netCount": element.get("netCount"),
@@ -96,30 +154,43 @@ def series_rows(payload: t.Mapping[str, t.Any], *, report: str,
 
 def _series_in(node: dict, dataset: str | None, *, root: bool
                ) -> t.Iterator[tuple[str | None, dict]]:
+    nested = [child for key in ("datasets", "series") for child in _dicts(node.get(key))]
     if not root and isinstance(node.get("elements"), list):
         yield dataset, node
+    elif not root and not nested:
+        raise ShapeError("`elements` (a list) in every series")
     holds = dataset if root else node.get("name")
-    for key in ("datasets", "series"):
-        for child in _dicts(node.get(key)):
-            yield from _series_in(child, holds, root=False)
+    for child in nested:
+        yield from _series_in(child, holds, root=False)
 
 
 # -- per-period reports (benchmarks, app requests and approvals) ---------------------
 
-def period_rows(payload: t.Mapping[str, t.Any], *, report: str) -> t.Iterator[dict]:
+def period_rows(payload: t.Mapping[str, t.Any], *, report: str, shape: PeriodShape
+                ) -> t.Iterator[dict]:
     """One row per app (and total) and month, with that month's figures as they are.
 
     The list of months has a different name per report and level
-    (``salesBenchmarkPerMonth``, ``…PerVendorPerMonth``/``…PerAppPerMonth``); it is
-    the entry holding a list of objects. Months given as ``year``/``month`` get a
-    ``date`` of the first of the month.
+    (``salesBenchmarkPerMonth``, ``…PerVendorPerMonth``/``…PerAppPerMonth``): ``shape``
+    names them. Months given as ``year``/``month`` get a ``date`` of the first of the
+    month.
     """
-    for app, node in report_parts(payload):
-        for key, value in node.items():
-            if key in _NESTING_KEYS or not isinstance(value, list):
-                continue
-            for item in _dicts(value):
-                yield {**item, "report": report, **app, "date": period_date(item)}
+    parts: list[tuple[dict, list, str]] = []
+    if shape.totals and (not shape.total_optional
+                         or any(key in payload for key in shape.totals)):
+        total = one_of(payload, shape.totals, dict)
+        parts.append((app_identity(None), one_of(total, shape.months, list, "total."),
+                      "total"))
+    for node in _dicts(one_of(payload, shape.apps, list)):
+        parts.append((app_identity(node), one_of(node, shape.months, list, "addons[]."),
+                      "addons[]"))
+    for app, months, where in parts:
+        for item in _dicts(months):
+            date = period_date(item)
+            if date is None:
+                raise ShapeError(f"a `date` (or `year` and `month`) in every month of {where}")
+            has_any(item, shape.measures, f"{where} months")
+            yield {**item, "report": report, **app, "date": date}
 
 
 def period_date(item: t.Mapping[str, t.Any]) -> str | None:
@@ -133,35 +204,37 @@ def period_date(item: t.Mapping[str, t.Any]) -> str | None:
 
 # -- customer insights ---------------------------------------------------------------
 
-def insight_rows(payload: t.Mapping[str, t.Any], *, report: str,
-                 dimension: str) -> t.Iterator[dict]:
+def insight_rows(payload: t.Mapping[str, t.Any], *, report: str, dimension: str,
+                 months: t.Sequence[str]) -> t.Iterator[dict]:
     """One row per month and group (region, edition, tier per parent product …).
 
-    The month list's name differs per report (``regionWiseUserInsightsPerMonth``,
-    ``usersEditionDistribution`` …); it is the entry holding ``insightsType`` lists.
+    The month list is named ``usersDistributionPerMonth`` live and differently per
+    report in the spec (``regionWiseUserInsightsPerMonth`` …): ``months`` names them.
+    Each month needs a ``date`` and ``insightsType``; each entry a ``group`` and a
+    ``usersDistribution``.
     """
-    for key, value in payload.items():
-        if key in _NESTING_KEYS:
-            continue
-        months = [value] if isinstance(value, dict) else value
-        for month in _dicts(months):
-            if "insightsType" not in month:
-                continue
-            for entry in _dicts(month.get("insightsType")):
-                figures = entry.get("value") if isinstance(entry.get("value"), dict) else entry
-                group = figures.get("group") or {}
-                distribution = figures.get("usersDistribution") or {}
-                yield {
-                    "report": report,
-                    "date": month.get("date"),
-                    "dimension": _text(group.get(dimension)),
-                    "parent_product": _text(group.get("product")
-                                            if dimension != "product" else None),
-                    "group": group or None,
-                    "usersCount": distribution.get("usersCount"),
-                    "usersPercent": distribution.get("usersPercent"),
-                    "usersMarketplaceBenchmark": distribution.get("usersMarketplaceBenchmark"),
-                }
+    found = one_of(payload, months, (list, dict))
+    for month in _dicts([found] if isinstance(found, dict) else found):
+        if not month.get("date") or not isinstance(month.get("insightsType"), list):
+            raise ShapeError("a `date` and an `insightsType` list in every month")
+        for entry in _dicts(month.get("insightsType")):
+            figures = entry.get("value") if isinstance(entry.get("value"), dict) else entry
+            group = figures.get("group")
+            distribution = figures.get("usersDistribution")
+            if not isinstance(group, dict) or not isinstance(distribution, dict):
+                raise ShapeError("`group` and `usersDistribution` (objects) in every "
+                                 "`insightsType` entry")
+            yield {
+                "report": report,
+                "date": month.get("date"),
+                "dimension": _text(group.get(dimension)),
+                "parent_product": _text(group.get("product")
+                                        if dimension != "product" else None),
+                "group": group or None,
+                "usersCount": distribution.get("usersCount"),
+                "usersPercent": distribution.get("usersPercent"),
+                "usersMarketplaceBenchmark": distribution.get("usersMarketplaceBenchmark"),
+            }
 
 
 # -- search keywords (one request per period, so every figure has a date) ------------
@@ -177,6 +250,18 @@ def search_keyword_rows(payload: t.Mapping[str, t.Any], *, report: str, source: 
     leadingSearchKeyword, allSearchAppearances}`` and ``details[{searchKeyword,
     keywordCount, elements}]``. Element counts within the period are summed.
     """
+    if report == "search_keywords_by_partner":
+        one_of(payload, ("total",), dict)
+        for addon in _dicts(one_of(payload, ("addons",), list)):
+            has_any(addon, ("searchAppearances", "elements"), "addons")
+    else:
+        if report == "search_keywords_by_app":
+            one_of(payload, ("summary",), dict)
+        measures = (("percentage",) if report == "search_keywords_by_source"
+                    else ("keywordCount", "elements"))
+        for detail in _dicts(one_of(payload, ("details",), list)):
+            has_any(detail, ("searchKeyword",), "details")
+            has_any(detail, measures, "details")
     base = {"report": report, "source": source, "date": period_start,
             "period_end": period_end}
     summary = payload.get("summary") if isinstance(payload.get("summary"), dict) else None
@@ -213,26 +298,30 @@ def periods(start: datetime.date, end: datetime.date, unit: str
             ) -> list[tuple[datetime.date, datetime.date]]:
     """Consecutive ``(first day, last day)`` periods covering ``start``..``end``.
 
-    Weeks start on Sunday, months and years on the 1st, as Atlassian aligns its aggregates;
-    the first period starts on or before ``start``.
+    The first period starts on or before ``start`` (``period_start``).
     """
-    if unit == "day":
-        first = start
-    elif unit == "week":
-        first = start - datetime.timedelta(days=(start.weekday() + 1) % 7)
-    elif unit == "month":
-        first = start.replace(day=1)
-    elif unit == "year":
-        first = start.replace(month=1, day=1)
-    else:
-        msg = f"unknown period unit {unit!r}"
-        raise ValueError(msg)
+    first = period_start(start, unit)
     result = []
     while first <= end:
         following = next_period(first, unit)
         result.append((first, following - datetime.timedelta(days=1)))
         first = following
     return result
+
+
+def period_start(day: datetime.date, unit: str) -> datetime.date:
+    """The first day of the period holding ``day``: weeks start on Sunday, months and years
+    on the 1st, as Atlassian aligns its aggregates."""
+    if unit == "day":
+        return day
+    if unit == "week":
+        return day - datetime.timedelta(days=(day.weekday() + 1) % 7)
+    if unit == "month":
+        return day.replace(day=1)
+    if unit == "year":
+        return day.replace(month=1, day=1)
+    msg = f"unknown period unit {unit!r}"
+    raise ValueError(msg)
 
 
 def next_period(first: datetime.date, unit: str) -> datetime.date:

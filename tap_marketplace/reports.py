@@ -47,7 +47,8 @@ SETTINGS = (
         default=DEFAULT_LOOKBACK_DAYS,
         description="Aggregated reports, partner metrics and daily snapshots are read again "
         "from this many days before their bookmark, because Atlassian restates recent "
-        "periods. The default (35) re-reads at least the previous month.",
+        "periods. The default (35) re-reads at least the previous month. The window starts "
+        "on the first day of its week or month.",
     ),
     th.Property(
         "report_history_days",
@@ -153,6 +154,13 @@ class ReportStream(MarketplaceStream):
     report: t.ClassVar[str] = ""
     #: Send ``aggregation`` (week/month) from the settings.
     uses_aggregation: t.ClassVar[bool] = False
+    #: The period a row covers ("day", "week", "month"); None: the ``aggregation``
+    #: setting. Date ranges start on the first day of one.
+    period: t.ClassVar[str | None] = None
+    #: What the body is: a JSON object, or (free starter tier) an array.
+    body_type: t.ClassVar[type] = dict
+    lookback_days = DEFAULT_LOOKBACK_DAYS
+    lookback_setting = "report_lookback_days"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -176,23 +184,26 @@ class ReportStream(MarketplaceStream):
     def aggregation(self) -> str:
         return str(self.config.get("aggregation") or "month")
 
+    @property
+    def unit(self) -> str:
+        """The period a row covers: ``period``, else the ``aggregation`` setting."""
+        return self.period or self.aggregation
+
     def date_range(self, context: Context | None) -> tuple[datetime.date, datetime.date]:
         """From ``report_lookback_days`` before the bookmark (never before ``start_date``)
         to today; without a bookmark from ``start_date``, else ``report_history_days`` back.
+
+        The start is moved back to the first day of its period (``unit``): a month is
+        never asked from its 27th, so its row is always the whole month's.
         """
         today = utc_today()
-        start_date = self.config.get("start_date")
-        floor = datetime.date.fromisoformat(str(start_date)[:10]) if start_date else None
         starting = self.starting_date(context)
         if starting:
-            lookback = int(self.config.get("report_lookback_days", DEFAULT_LOOKBACK_DAYS))
-            start = datetime.date.fromisoformat(starting) - datetime.timedelta(days=lookback)
-            if floor:
-                start = max(start, floor)
+            start = datetime.date.fromisoformat(starting)
         else:
             history = int(self.config.get("report_history_days", DEFAULT_HISTORY_DAYS))
             start = today - datetime.timedelta(days=history)
-        return min(start, today), today
+        return flatten.period_start(min(start, today), self.unit), today
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         params = super().get_url_params(context, next_page_token)
@@ -215,9 +226,23 @@ class ReportStream(MarketplaceStream):
             self._context = None
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        """The rows of one answer, once the whole body is known to be of its documented
+        shape: a body that is not fails naming the stream, the request and what was
+        expected, before any of its rows is emitted."""
         payload = self.decode_json(response)
-        if isinstance(payload, dict):
-            yield from self.rows(payload, dict(self._context or {}), response)
+        try:
+            if not isinstance(payload, self.body_type):
+                raise flatten.ShapeError("a JSON " + (
+                    "object" if self.body_type is dict else "array"))
+            return list(self.rows(payload, dict(self._context or {}), response))
+        except flatten.ShapeError as exc:
+            request = response.request
+            report = self.report_of(self._context)
+            msg = (f"{self.name}: the answer to {request.method if request else 'GET'} "
+                   f"{self.describe_url(response.url)}{f' ({report} report)' if report else ''}"
+                   f" is not of the documented shape: expected {exc}; it has "
+                   f"{outline(payload)}")
+            raise PayloadError(msg) from None
 
     def rows(self, payload: dict, context: dict, response: requests.Response
              ) -> t.Iterable[dict]:
@@ -230,6 +255,17 @@ class ReportStream(MarketplaceStream):
                    f"a date: {project(row, self._properties[:8])}")
             raise PayloadError(msg)
         return project(row, self._properties)
+
+
+def outline(payload: t.Any) -> str:
+    """What a body holds, for an error line: its keys, or the length of its list."""
+    if isinstance(payload, dict):
+        keys = list(payload)
+        return ("keys " + ", ".join(keys[:10]) + (" …" if len(keys) > 10 else "")
+                if keys else "no keys")
+    if isinstance(payload, list):
+        return f"a list of {len(payload)}"
+    return f"a {type(payload).__name__}"
 
 
 def project(row: t.Mapping[str, t.Any], properties: t.Iterable[str]) -> dict:
@@ -307,14 +343,19 @@ class LicenseEventMetricsStream(SeriesReportStream):
 
 
 class PeriodReportStream(ReportStream):
-    """A list of monthly figures for the total and each app: one row per app and month."""
+    """A list of monthly figures for the total and each app: one row per app and month.
+
+    ``shape`` says where the report keeps them (reference §11).
+    """
 
     primary_keys = ("report", "app_key", "date")
     filters_by_product = True
+    period = "month"
+    shape: t.ClassVar[flatten.PeriodShape]
 
     def rows(self, payload: dict, context: dict, response: requests.Response
              ) -> t.Iterable[dict]:
-        return flatten.period_rows(payload, report=self.report_of(context))
+        return flatten.period_rows(payload, report=self.report_of(context), shape=self.shape)
 
 
 class ChurnBenchmarksStream(PeriodReportStream):
@@ -323,6 +364,9 @@ class ChurnBenchmarksStream(PeriodReportStream):
     name = "churn_benchmarks"
     path = f"{REPORTING}/sales/metrics/churn/benchmark"
     report = "churn_benchmark"
+    shape = flatten.PeriodShape(totals=(), apps=("churnBenchmarkPerApp",),
+                                months=("churnBenchmarkPerMonth",),
+                                measures=("churnedLicenses", "totalLicenses", "churnRate"))
 
 
 class EvaluationBenchmarksStream(PeriodReportStream):
@@ -331,6 +375,14 @@ class EvaluationBenchmarksStream(PeriodReportStream):
     name = "evaluation_benchmarks"
     path = f"{REPORTING}/benchmark/evaluations"
     report = "evaluation_benchmark"
+    # The live API and the spec name the lists differently; the spec's total is optional.
+    shape = flatten.PeriodShape(
+        totals=("totals",), total_optional=True,
+        apps=("addons", "CloudEvaluationBenchmarkPerApp"),
+        months=("evaluationBenchmarkPerVendorPerMonth", "evaluationBenchmarkPerAppPerMonth",
+                "CloudEvaluationBenchmarkPerVendorPerMonth",
+                "CloudEvaluationBenchmarkPerAppPerMonth"),
+        measures=("evaluationCount", "evaluationCountYTD"))
 
 
 class SalesBenchmarksStream(PeriodReportStream):
@@ -339,6 +391,8 @@ class SalesBenchmarksStream(PeriodReportStream):
     name = "sales_benchmarks"
     path = f"{REPORTING}/benchmark/sales"
     report = "sales_benchmark"
+    shape = flatten.PeriodShape(months=("salesBenchmarkPerMonth",),
+                                measures=("sale", "salesYTD"))
 
 
 class AppRequestsAndApprovalsStream(PeriodReportStream):
@@ -347,6 +401,9 @@ class AppRequestsAndApprovalsStream(PeriodReportStream):
     name = "app_requests_and_approvals"
     path = f"{REPORTING}/app-requests-and-approvals"
     report = "app_requests_and_approvals"
+    shape = flatten.PeriodShape(
+        months=("appRequestsAndApprovalsPerMonth", "appRequestsAndApprovalsPerAppPerMonth"),
+        measures=("appRequests", "appRequestsApproved"))
 
 
 class CustomerInsightsStream(ReportStream):
@@ -355,10 +412,15 @@ class CustomerInsightsStream(ReportStream):
     name = "customer_insights"
     path = f"{REPORTING}/customer-insights/{{kind}}"
     primary_keys = ("report", "parent_product", "dimension", "date")
-    #: endpoint -> the group field that is the dimension
-    kinds: t.ClassVar[dict[str, str]] = {
-        "regions": "region", "editions": "edition", "active-users": "activeUsers",
-        "tiers": "tier"}
+    period = "month"
+    #: endpoint -> (the group field that is the dimension, the spec's name of the list
+    #: of months); the live API names every list ``LIVE_MONTHS`` (reference §11).
+    kinds: t.ClassVar[dict[str, tuple[str, str]]] = {
+        "regions": ("region", "regionWiseUserInsightsPerMonth"),
+        "editions": ("edition", "usersEditionDistribution"),
+        "active-users": ("activeUsers", "activePaidUsersInsights"),
+        "tiers": ("tier", "usersDistributionPerProduct")}
+    LIVE_MONTHS = "usersDistributionPerMonth"
 
     def report_contexts(self) -> list[dict]:
         return [{"report": f"customer_insights_{kind.replace('-', '_')}", "kind": kind}
@@ -366,8 +428,9 @@ class CustomerInsightsStream(ReportStream):
 
     def rows(self, payload: dict, context: dict, response: requests.Response
              ) -> t.Iterable[dict]:
+        dimension, months = self.kinds[context["kind"]]
         return flatten.insight_rows(payload, report=self.report_of(context),
-                                    dimension=self.kinds[context["kind"]])
+                                    dimension=dimension, months=(self.LIVE_MONTHS, months))
 
 
 # -- reports asked one period at a time -------------------------------------------------
@@ -391,15 +454,13 @@ class PeriodPaginator(BaseAPIPaginator[int]):
 class PeriodicReportStream(ReportStream):
     """A report whose answer has no dates of its own: asked once per period.
 
-    The period is the ``aggregation`` (week or month; ``period_unit`` overrides); rows
-    are dated with the period's first day.
+    The period is the ``aggregation`` (week or month; ``period`` overrides); rows are
+    dated with the period's first day.
     """
-
-    period_unit: t.ClassVar[str | None] = None
 
     def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
         start, end = self.date_range(context)
-        return flatten.periods(start, end, self.period_unit or self.aggregation)
+        return flatten.periods(start, end, self.unit)
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         self._periods = self.periods(context)
@@ -429,6 +490,8 @@ class SearchKeywordsStream(PeriodicReportStream):
     path = f"{REPORTING}/search-keywords"
     primary_keys = ("report", "source", "app_key", "keyword", "date")
     uses_aggregation = True
+    #: A bookmark per source and per app: one added later gets its whole history.
+    state_partitioning_keys: t.ClassVar[list[str]] = ["report", "source", "productId"]
     report_paths: t.ClassVar[dict[str, str]] = {
         "search_keywords_by_source": f"{REPORTING}/search-keywords/source/{{source}}",
         "search_keywords_by_partner": f"{REPORTING}/search-keywords",
@@ -463,8 +526,12 @@ class SearchKeywordsStream(PeriodicReportStream):
         url: str | None = self.url_for("/rest/3/product-listing/developer-space/{developerId}")
         params: dict[str, t.Any] | None = {"limit": 50}
         while url:
-            body = self.decode_json(self.send("GET", url, params=params)) or {}
-            found.extend(str(item["productId"]) for item in body.get("items") or []
+            body = self.decode_json(self.send("GET", url, params=params))
+            if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+                msg = (f"{self.name}: the app listing of the developer space is not of the "
+                       f"documented shape: expected `items` (a list); it has {outline(body)}")
+                raise PayloadError(msg)
+            found.extend(str(item["productId"]) for item in body["items"]
                          if isinstance(item, dict) and item.get("productId"))
             href = link_href(body.get("links"), "next")
             url, params = (self.url_base + api_href(href), None) if href else (None, None)
@@ -499,7 +566,9 @@ class ZeroResultSearchKeywordsStream(PeriodicReportStream):
     def rows(self, payload: dict, context: dict, response: requests.Response
              ) -> t.Iterable[dict]:
         first, last = self.period_of(response)
-        for detail in payload.get("details") or []:
+        for detail in flatten.one_of(payload, ("details",), list):
+            flatten.has_any(detail, ("searchKeyword",), "details")
+            flatten.has_any(detail, ("count",), "details")
             row = {**detail, "source": self.source, "date": first, "period_end": last}
             for name in ("searchKeyword", *self.key_filters):
                 row[name] = flatten.ABSENT if row.get(name) is None else str(row[name])
@@ -515,8 +584,11 @@ class FreeStarterTierEntitlementsStream(PeriodicReportStream):
     name = "free_starter_tier_entitlements"
     path = f"{REPORTING}/sales/freeStarterTier/export"
     primary_keys = ("date", "entitlement_key")
-    period_unit = "day"
+    period = "day"
+    body_type = list
     filters_by_product = True
+    #: Ids of an entitlement, the first one present is its key (reference §11).
+    ids: t.ClassVar[tuple[str, ...]] = ("appEntitlementId", "entitlementNumber", "licenseId")
 
     def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
         yesterday = utc_today() - datetime.timedelta(days=1)
@@ -529,13 +601,17 @@ class FreeStarterTierEntitlementsStream(PeriodicReportStream):
         params.update(date=day, accept="json")
         return params
 
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+    def rows(self, payload: list, context: dict, response: requests.Response
+             ) -> t.Iterable[dict]:
         day = request_params(response)["date"]
-        payload = self.decode_json(response)
-        for row in payload if isinstance(payload, list) else []:
-            yield {**row, "date": day, "entitlement_key": str(
-                row.get("appEntitlementId") or row.get("entitlementNumber")
-                or row.get("licenseId") or flatten.ABSENT)}
+        for row in payload:
+            key = next((row[name] for name in self.ids
+                        if isinstance(row, dict) and row.get(name)), None)
+            if key is None:
+                # Without an id every such row would share one key and all but one be lost.
+                raise flatten.ShapeError(" or ".join(f"`{n}`" for n in self.ids)
+                                         + " in every entitlement")
+            yield {**row, "date": day, "entitlement_key": str(key)}
 
 
 # -- partner metrics ---------------------------------------------------------------------
@@ -586,7 +662,7 @@ class PartnerMetricsStream(ReportStream):
         # Install and download figures exist up to yesterday (the API refuses today).
         start, end = super().date_range(context)
         end = end - datetime.timedelta(days=1)
-        return min(start, end), end
+        return flatten.period_start(min(start, end), self.unit), end
 
     def get_new_paginator(self) -> PeriodOffsetPaginator:
         start, end = self.date_range(self._context)
@@ -608,9 +684,9 @@ class PartnerMetricsStream(ReportStream):
 
     def rows(self, payload: dict, context: dict, response: requests.Response
              ) -> t.Iterable[dict]:
-        for record in payload.get("records") or []:
-            if isinstance(record, dict):
-                yield {**record, "dimensions": dimensions_of(record)}
+        for record in flatten.one_of(payload, ("records",), list):
+            flatten.has_any(record, ("date",), "records")
+            yield {**record, "dimensions": dimensions_of(record)}
 
 
 def dimensions_of(record: t.Mapping[str, t.Any]) -> str:
@@ -650,15 +726,16 @@ class ProductCatalogStream(MarketplaceStream):
         snapshot: dict[str, t.Any] = {}
 
         def download() -> t.Iterator[dict[str, str]]:
-            latest = self.decode_json(self.send("GET", self.path)) or {}
-            url = latest.get("presignedUrl")
+            latest = self.decode_json(self.send("GET", self.path))
+            url = latest.get("presignedUrl") if isinstance(latest, dict) else None
             if not url:
                 msg = f"{self.name}: {self.path} gave no presignedUrl: {str(latest)[:200]}"
                 raise VendorAPIError(msg)
             snapshot["date"] = str(latest.get("date") or "")[:10] or None
             response = self.send("GET", url, stream=True)
-            return ExportFile(response, stream=self.name,
-                              export=f"snapshot {snapshot['date']}").csv_rows()
+            where = f"snapshot {snapshot['date']} from GET {self.describe_url(url)}"
+            return ExportFile(response, stream=self.name, export=where).csv_rows(
+                required_columns=self.keys)
 
         for row in rows_with_resume(download):
             yield project(self.typed(row, snapshot.get("date")), properties)

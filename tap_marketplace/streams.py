@@ -26,6 +26,13 @@ SCHEMAS = SchemaDirectory(schemas)
 #: Atlassian has data insights only for licenses from this day on (reference §5).
 INSIGHTS_SINCE = "2018-07-01"
 LAST_DAY_WITHOUT_INSIGHTS = "2018-06-30"
+#: Attribution rows are customer activity "in the last 30 days before start of
+#: evaluation" (seed 002): they arrive when the evaluation starts, dated up to 30 days
+#: earlier. 30 days, and 5 more for the export to catch up with the evaluation.
+ATTRIBUTION_LOOKBACK_DAYS = 35
+#: Feedback has no lastUpdated, only its ``date`` (seed 002); the same window as
+#: attribution catches rows that become visible after their day, at little cost.
+FEEDBACK_LOOKBACK_DAYS = 35
 
 
 def _flag(value: t.Any) -> str:
@@ -107,7 +114,8 @@ class TransactionsStream(ExportableReportingStream):
 
 
 class MarketingAttributionStream(ExportableReportingStream):
-    """Marketing touch points before evaluations: export only, keyed on the row's content."""
+    """Marketing touch points before evaluations: export only, keyed on the row's content
+    (``OccurrenceKeys``), re-read from ``lookback`` days before the bookmark."""
 
     name = "marketing_attribution"
     path = f"{REPORTING}/marketing-attribution/async/export"
@@ -116,32 +124,31 @@ class MarketingAttributionStream(ExportableReportingStream):
     export_wrapper_key = "marketingAttribution"
     primary_keys = ("attribution_id",)
     replication_key = "eventTimestamp"
+    content_key_field = "attribution_id"
+    lookback_days = ATTRIBUTION_LOOKBACK_DAYS
+    lookback_setting = "marketing_attribution_lookback_days"
     schema = StreamSchema(SCHEMAS)
 
     def query(self, context: Context | None) -> dict[str, t.Any]:
         return {"startDate": self.starting_date(context)}
 
-    def adapt(self, row: dict, context: Context | None) -> dict:
-        row["attribution_id"] = content_key(row)
-        return row
-
 
 class FeedbackStream(ReportingStream):
-    """Disable/uninstall feedback; rows have no id, so the key is their content."""
+    """Disable/uninstall feedback; rows have no id, so the key is their content
+    (``OccurrenceKeys``). Re-read from ``lookback`` days before the bookmark."""
 
     name = "feedback"
     path = f"{REPORTING}/feedback/details"
     collection_key = "feedback"
     primary_keys = ("feedback_id",)
     replication_key = "date"
+    content_key_field = "feedback_id"
+    lookback_days = FEEDBACK_LOOKBACK_DAYS
+    lookback_setting = "feedback_lookback_days"
     schema = StreamSchema(SCHEMAS)
 
     def query(self, context: Context | None) -> dict[str, t.Any]:
         return {"startDate": self.starting_date(context)}
-
-    def adapt(self, row: dict, context: Context | None) -> dict:
-        row["feedback_id"] = content_key(row)
-        return row
 
 
 LICENSE_DETAIL_FIELDS = (
@@ -171,7 +178,7 @@ class LicenseEventsStream(ReportingStream):
             if name in row:
                 details.setdefault(name, row.pop(name))
         row["licenseDetails"] = details or None
-        row["license_key"] = license_key(details) or content_key(row)
+        row["license_key"] = license_key(details, row.get("hosting")) or content_key(row)
         return row
 
 
@@ -243,7 +250,7 @@ class AppVersionListingsStream(CursorStream):
 
     name = "app_version_listings"
     path = "/rest/3/app-software/{appSoftwareId}/listings/all"
-    records_jsonpath = "$.listings[*]"
+    records_jsonpath = "$.versions[*]"  # reference §11: `versions`, not `listings`
     parent_stream_type = AppSoftwareStream
     context_fields = ("appSoftwareId",)
     primary_keys = ("appSoftwareId", "buildNumber")

@@ -120,6 +120,22 @@ class TapMarketplace(VendorTap):
             description="Fail the run if an export has not completed after this long.",
         ),
         th.Property(
+            "marketing_attribution_lookback_days",
+            th.IntegerType,
+            default=streams.ATTRIBUTION_LOOKBACK_DAYS,
+            description="`marketing_attribution` is read again from this many days before "
+            "its bookmark: a touch point arrives when the evaluation it led to starts, dated "
+            "up to 30 days earlier. The default (35) is those 30 days and 5 to spare.",
+        ),
+        th.Property(
+            "feedback_lookback_days",
+            th.IntegerType,
+            default=streams.FEEDBACK_LOOKBACK_DAYS,
+            description="`feedback` is read again from this many days before its bookmark: "
+            "it can only be asked by its `date` (there is no `lastUpdated`), so a row that "
+            "becomes visible after its day is only read if that day is read again.",
+        ),
+        th.Property(
             "aggregation",
             th.StringType,
             default="month",
@@ -183,6 +199,10 @@ class TapMarketplace(VendorTap):
             else:
                 if start > datetime.datetime.now(datetime.timezone.utc).date():
                     errors.append(f"`start_date` {start_date} is in the future.")
+        for name in ("marketing_attribution_lookback_days", "feedback_lookback_days"):
+            value = config.get(name)
+            if value is not None and value < 0:
+                errors.append(f"`{name}` must be 0 or more, not {value}.")
         for name in ("export_poll_interval_seconds", "export_timeout_seconds"):
             value = config.get(name)
             if value is not None and value <= 0:

@@ -150,6 +150,30 @@ def test_csv_rows_by_header_name_keep_unknown_columns(host):
                      "brand_new_column": "a,b"}]
 
 
+def test_csv_cut_short_fails_before_the_cut_row_is_given_out(host):
+    text = "a,b,c\n1,2,3\n4,5,6\n7,8"
+    rows = ExportFile(fetch(host, "cut.csv", text.encode()), stream="s", export="x").csv_rows()
+    assert next(rows) == {"a": "1", "b": "2", "c": "3"}
+    assert next(rows) == {"a": "4", "b": "5", "c": "6"}
+    with pytest.raises(PayloadError, match="s: export x: CSV line 4 has 2 fields where the "
+                                           "header has 3: the file is cut short"):
+        next(rows)
+    # Cut inside the last field: the count is right, the line end is missing.
+    rows = ExportFile(fetch(host, "cut2.csv", b"a,b\n1,2\n3,4"), stream="s", export="x")
+    with pytest.raises(PayloadError, match="ends inside line 3 .* cut short"):
+        list(rows.csv_rows())
+
+
+def test_csv_whole_files_pass_blank_lines_and_gzip_without_a_final_line_end(host):
+    plain = fetch(host, "ok.csv", b"a,b\r\n1,2\r\n\r\n3,\"x\r\ny\"\r\n")
+    assert list(ExportFile(plain, stream="s", export="x").csv_rows()) == [
+        {"a": "1", "b": "2"}, {"a": "3", "b": "x\r\ny"}]
+    # A gzip file's trailer proves it whole: no final line end is needed.
+    packed = fetch(host, "ok.csv.gz", gzip.compress(b"a,b\n1,2"))
+    assert list(ExportFile(packed, stream="s", export="x").csv_rows()) == [{"a": "1", "b": "2"}]
+    assert list(ExportFile(fetch(host, "empty.csv", b""), stream="s", export="x").csv_rows()) == []
+
+
 def test_rows_with_resume_skips_rows_already_emitted():
     attempts = []
 

@@ -151,7 +151,9 @@ def test_lookback_rereads_before_the_bookmark_and_state_advances(marketplace):
     latest = max(r["date"] for r in first.records["evaluation_metrics"])
     assert {b["replication_key_value"] for b in bookmarks} == {latest}
     assert all("progress_markers" not in b for b in bookmarks)
-    assert {r.query["startDate"][0] for r in calls(server, "/evaluations/")} == {days_ago(100)}
+    # The first week asked is the whole week holding start_date (weeks start on Sunday).
+    assert {r.query["startDate"][0] for r in calls(server, "/evaluations/")} == {
+        flatten.period_start(TODAY - datetime.timedelta(days=100), "week").isoformat()}
 
     server.requests.clear()
     second = sync(TapMarketplace, config, state=first.final_state,
@@ -332,7 +334,7 @@ def test_partner_metrics_body_comes_from_settings_with_the_range_set_by_the_tap(
                              TODAY - datetime.timedelta(days=1), "month")
     captured = server.app.reports.partner_metrics_bodies
     assert len(captured) == len(months)
-    assert captured[0] == {**query, "dateRange": {"startDate": days_ago(70),
+    assert captured[0] == {**query, "dateRange": {"startDate": months[0][0].isoformat(),
                                                   "endDate": days_ago(1)}}
     rows = out.records["partner_metrics"]
     assert Counter(r["date"] for r in rows) == {m.isoformat(): len(server.app.apps) * 2
@@ -498,8 +500,9 @@ def test_an_undated_entry_stops_the_run_instead_of_being_dropped(marketplace):
 
     assert out.returncode == 1
     line = last_error_line(out.stderr)
-    assert "evaluation_metrics: the evaluations_by_region report has an entry without a date" \
-        in line
+    assert "evaluation_metrics: the answer to GET /marketplace/rest/3/reporting/" in line
+    assert ("/evaluations/region (evaluations_by_region report) is not of the documented shape: "
+            "expected `date` in every entry of `elements`") in line
     assert "evaluations_by_region" not in json.dumps(out.final_state)
 
 

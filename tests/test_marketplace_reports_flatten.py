@@ -9,7 +9,12 @@ import datetime
 import itertools
 
 from tap_marketplace import flatten
-from tap_marketplace.reports import SeriesReportStream
+from tap_marketplace.reports import (
+    ChurnBenchmarksStream,
+    CustomerInsightsStream,
+    EvaluationBenchmarksStream,
+    SeriesReportStream,
+)
 
 SERIES_KEY = SeriesReportStream.primary_keys
 
@@ -154,7 +159,7 @@ def test_sales_rows_keep_net_count_revenue_and_evaluation_type():
         ("test-app", 1364, 1350, 300489.79, "Net new evaluation")]
 
 
-def test_benchmark_months_for_total_and_apps_under_any_list_name():
+def test_benchmark_months_for_total_and_apps_under_either_documented_list_name():
     evaluation = {
         "totals": {"name": "All apps", "CloudEvaluationBenchmarkPerVendorPerMonth": [
             {"date": "2025-02-01", "evaluationCount": 1418},
@@ -164,7 +169,8 @@ def test_benchmark_months_for_total_and_apps_under_any_list_name():
              "CloudEvaluationBenchmarkPerAppPerMonth": [
                  {"date": "2025-02-01", "evaluationCount": 1150}]}],
     }
-    rows = list(flatten.period_rows(evaluation, report="evaluation_benchmark"))
+    shape = EvaluationBenchmarksStream.shape
+    rows = list(flatten.period_rows(evaluation, report="evaluation_benchmark", shape=shape))
     assert [(r["app_key"], r["date"], r["evaluationCount"]) for r in rows] == [
         ("__total__", "2025-02-01", 1418), ("__total__", "2025-01-01", 1422),
         ("app-key-2", "2025-02-01", 1150)]
@@ -178,12 +184,14 @@ def test_benchmark_months_for_total_and_apps_under_any_list_name():
                         {"date": "2025-02-01", "evaluationCount": 1150}]}],
     }
     assert [(r["app_key"], r["evaluationCount"]) for r in flatten.period_rows(
-        observed, report="evaluation_benchmark")] == [("__total__", 1418), ("app-key-2", 1150)]
+        observed, report="evaluation_benchmark", shape=shape)] == [
+        ("__total__", 1418), ("app-key-2", 1150)]
 
     churn = {"churnBenchmarkPerApp": [
         {"appName": "Test app", "appKey": "com.example", "productId": "p-9",
          "churnBenchmarkPerMonth": [{"year": "2025", "month": "01", "churnRate": 5.125}]}]}
-    (row,) = flatten.period_rows(churn, report="churn_benchmark")
+    (row,) = flatten.period_rows(churn, report="churn_benchmark",
+                                 shape=ChurnBenchmarksStream.shape)
     assert (row["app_key"], row["app_name"], row["date"], row["churnRate"]) == (
         "com.example", "Test app", "2025-01-01", 5.125)
 
@@ -194,8 +202,10 @@ def test_customer_insight_rows_per_group_with_parent_product_for_tiers():
                    "usersDistribution": {"usersCount": 10, "usersPercent": 1.5,
                                          "usersMarketplaceBenchmark": 0.9}}}
         for product, tier in itertools.product(("Jira", "Confluence"), ("1-10", "11-100"))]}]}
+    live = CustomerInsightsStream.LIVE_MONTHS
     rows = list(flatten.insight_rows(tiers, report="customer_insights_tiers",
-                                     dimension="tier"))
+                                     dimension="tier",
+                                     months=(live, "usersDistributionPerProduct")))
     assert sorted((r["parent_product"], r["dimension"]) for r in rows) == [
         ("Confluence", "1-10"), ("Confluence", "11-100"), ("Jira", "1-10"), ("Jira", "11-100")]
     assert rows[0]["usersCount"] == 10 and rows[0]["date"] == "2025-01-01"
@@ -204,7 +214,8 @@ def test_customer_insight_rows_per_group_with_parent_product_for_tiers():
         {"value": {"group": {"region": "apac", "product": None},
                    "usersDistribution": {"usersCount": 1975}}}]}]}
     (row,) = flatten.insight_rows(regions, report="customer_insights_regions",
-                                  dimension="region")
+                                  dimension="region",
+                                  months=(live, "regionWiseUserInsightsPerMonth"))
     assert (row["dimension"], row["parent_product"], row["usersCount"]) == ("apac", flatten.ABSENT, 1975)
 
 

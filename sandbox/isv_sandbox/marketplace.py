@@ -114,7 +114,8 @@ class MarketplaceApp(VendorApp):
         self.exports: dict[str, dict] = {}
         rng = random.Random(self.settings.seed)
         self.apps = generate_apps(self.settings, rng)
-        self.data = ReportingData(self.settings, self.apps)
+        # Reporting rows are spread over the apps there were at the start (see add_app).
+        self.data = ReportingData(self.settings, list(self.apps))
         self.catalog = Catalog(self.settings, self.apps, rng)
         self.route("GET", r"/rest/3/developer-space/vendor/(?P<vendor_id>[^/]+)", self.vendor)
         self.route("GET", r"/rest/3/developer-space/(?P<developer_id>[^/]+)", self.developer_space)
@@ -159,6 +160,16 @@ class MarketplaceApp(VendorApp):
                     raise
                 continue
             module.register(self)
+
+    def add_app(self) -> dict:
+        """An app that joins the developer space now (an acquisition, a transfer): it is
+        listed and has report figures for the whole history, but no catalog entries."""
+        index = len(self.apps)
+        product_id = str(uuid.UUID(int=random.Random(f"{self.settings.seed}-{index}")
+                                   .getrandbits(128), version=4))
+        app = {**app_listing(self.settings, index, product_id), "state": "PUBLIC"}
+        self.apps.append(app)
+        return app
 
     def tap_config(self) -> dict:
         """Settings that point tap-marketplace at this sandbox."""
@@ -269,7 +280,8 @@ class MarketplaceApp(VendorApp):
                                       f"App software {software_id} not found")
         state = request.arg("state")
         rows = [row for row in listings if not state or row["state"] == state]
-        return self.links_page(request, rows, "listings", 10)
+        # The list key is `versions` (spec example and schema, and the live API).
+        return self.links_page(request, rows, "versions", 10)
 
     def parent_software(self, request: Request) -> Response:
         return self.links_page(request, self.catalog.parents, "parentSoftware",
@@ -508,27 +520,28 @@ def json_array(rows: t.Iterable[dict], chunk_bytes: int,
 
 def generate_apps(settings: MarketplaceSettings, rng: random.Random) -> list[dict]:
     """The developer space's apps, as product listing items (reference §7.8)."""
-    apps = []
-    for i in range(settings.apps):
-        product_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        apps.append({
-            "productId": product_id,
-            "appKey": f"com.sandbox.app{i + 1}",
-            "developerId": settings.developer_id,
-            "appName": f"Sandbox App {i + 1}",
-            "communityEnabled": i % 2 == 0,
-            "state": "PUBLIC" if i % 4 != 3 else "PRIVATE",
-            "approvalStatus": "APPROVED",
-            "slug": f"sandbox-app-{i + 1}",
-            "revision": 1 + i,
-            "cloudComplianceBoundary": i % 3 == 0,
-            "summary": f"Does useful thing number {i + 1}.",
-            "tagLine": "Sandbox-grade software",
-            "tags": {"category": [{"id": "c1", "name": "Project management"}],
-                     "keywords": [{"id": f"k{i}", "name": f"keyword{i}"}]},
-            "hostingVisibility": {"cloud": "PUBLIC", "datacenter": "PUBLIC"},
-        })
-    return apps
+    return [app_listing(settings, i, str(uuid.UUID(int=rng.getrandbits(128), version=4)))
+            for i in range(settings.apps)]
+
+
+def app_listing(settings: MarketplaceSettings, i: int, product_id: str) -> dict:
+    return {
+        "productId": product_id,
+        "appKey": f"com.sandbox.app{i + 1}",
+        "developerId": settings.developer_id,
+        "appName": f"Sandbox App {i + 1}",
+        "communityEnabled": i % 2 == 0,
+        "state": "PUBLIC" if i % 4 != 3 else "PRIVATE",
+        "approvalStatus": "APPROVED",
+        "slug": f"sandbox-app-{i + 1}",
+        "revision": 1 + i,
+        "cloudComplianceBoundary": i % 3 == 0,
+        "summary": f"Does useful thing number {i + 1}.",
+        "tagLine": "Sandbox-grade software",
+        "tags": {"category": [{"id": "c1", "name": "Project management"}],
+                 "keywords": [{"id": f"k{i}", "name": f"keyword{i}"}]},
+        "hostingVisibility": {"cloud": "PUBLIC", "datacenter": "PUBLIC"},
+    }
 
 
 def b64_cursor(value: t.Any) -> str:
@@ -571,7 +584,9 @@ class ReportingData:
 
     Rows are computed from their number on every request (so a 500,000-row export is
     streamed, not built); ``update(kind, numbers, **fields)`` changes rows the way a
-    renewal or refund would, for incremental tests.
+    renewal or refund would, and ``add(kind, rows)`` adds rows that arrive late (feedback,
+    marketing_attribution; build them with ``feedback_row``/``attribution_row``), for
+    incremental tests.
     """
 
     def __init__(self, settings: MarketplaceSettings, apps: list[dict]) -> None:
@@ -582,10 +597,24 @@ class ReportingData:
         self.days = [(first + datetime.timedelta(days=d)).isoformat()
                      for d in range((last - first).days + 1)]
         self.overrides: dict[str, dict[int, dict]] = {}
+        self.added: dict[str, list[dict]] = {}
 
     def update(self, kind: str, numbers: t.Iterable[int], **fields: t.Any) -> None:
         for number in numbers:
             self.overrides.setdefault(kind, {}).setdefault(number, {}).update(fields)
+
+    def add(self, kind: str, rows: t.Iterable[dict]) -> None:
+        """Rows that appear from now on, after the generated ones (``feedback``,
+        ``marketing_attribution``); identical rows may be added twice."""
+        self.added.setdefault(kind, []).extend(dict(row) for row in rows)
+
+    def _added(self, kind: str, query: Query, date_field: str) -> t.Iterator[dict]:
+        for row in self.added.get(kind, []):
+            day = row[date_field][:10]
+            if (query.product_ids is not None and row["productId"] not in query.product_ids
+                    or query.start and day < query.start or query.end and day > query.end):
+                continue
+            yield dict(row)
 
     # -- filters ------------------------------------------------------------------------
 
@@ -760,20 +789,26 @@ class ReportingData:
             app = self._app(number, query)
             if app is None:
                 continue
-            h = _mix(number, self.settings.seed + 2)
-            date = self._dates(h, 0)[0]
+            date = self._dates(_mix(number, self.settings.seed + 2), 0)[0]
             if (query.start and date < query.start) or (query.end and date > query.end):
                 continue
-            row = {"addonKey": app["appKey"], "productId": app["productId"],
-                   "addonName": app["appName"], "addonVersion": f"1.{h % 9}.0",
-                   "hosting": HOSTINGS[h % 3], "date": date,
-                   "feedbackType": ("disable", "uninstall", "unsubscribe")[h % 3],
-                   "reasonKey": "usefulness", "reason": "Not useful enough",
-                   "message": f"feedback {number}"}
-            if number % 3:
-                row.update(email=f"user{number}@customer.test", fullName=f"User {number}",
-                           licenseId=f"SEN-{2000000 + number}")
-            yield row
+            yield self.feedback_row(number, date)
+        yield from self._added("feedback", query, "date")
+
+    def feedback_row(self, number: int, date: str) -> dict:
+        """Feedback row ``number`` (its app, type and text), dated ``date``."""
+        app = self.apps[number % len(self.apps)]
+        h = _mix(number, self.settings.seed + 2)
+        row = {"addonKey": app["appKey"], "productId": app["productId"],
+               "addonName": app["appName"], "addonVersion": f"1.{h % 9}.0",
+               "hosting": HOSTINGS[h % 3], "date": date,
+               "feedbackType": ("disable", "uninstall", "unsubscribe")[h % 3],
+               "reasonKey": "usefulness", "reason": "Not useful enough",
+               "message": f"feedback {number}"}
+        if number % 3:
+            row.update(email=f"user{number}@customer.test", fullName=f"User {number}",
+                       licenseId=f"SEN-{2000000 + number}")
+        return row
 
     def events(self, kind: str, query: Query) -> t.Iterator[dict]:
         overrides = self.overrides.get(kind, {})
@@ -813,19 +848,25 @@ class ReportingData:
             app = self._app(number, query)
             if app is None:
                 continue
-            h = _mix(number, self.settings.seed + 6)
-            date = self._dates(h, 0)[0]
+            date = self._dates(_mix(number, self.settings.seed + 6), 0)[0]
             if (query.start and date < query.start) or (query.end and date > query.end):
                 continue
-            yield {"addonLicenseId": str(2000000 + number),
-                   "appEntitlementNumber": f"E-4{number:07d}",
-                   "addonKey": app["appKey"], "productId": app["productId"],
-                   "channel": ("Organic", "Paid search", "Referral")[h % 3],
-                   "referrerDomain": "google.com" if h % 2 else None,
-                   "marketplaceURL": f"https://marketplace.atlassian.com/apps/{number}",
-                   "campaignSource": "newsletter" if h % 4 == 0 else None,
-                   "eventTimestamp": f"{date} {h % 24:02d}:{h % 60:02d}:{(h >> 6) % 60:02d}",
-                   "userId": f"{h:x}", "userType": ("admin", "requester")[h % 2]}
+            yield self.attribution_row(number, date)
+        yield from self._added("marketing_attribution", query, "eventTimestamp")
+
+    def attribution_row(self, number: int, date: str) -> dict:
+        """Attribution touch point ``number`` (its app, channel, user), on day ``date``."""
+        app = self.apps[number % len(self.apps)]
+        h = _mix(number, self.settings.seed + 6)
+        return {"addonLicenseId": str(2000000 + number),
+                "appEntitlementNumber": f"E-4{number:07d}",
+                "addonKey": app["appKey"], "productId": app["productId"],
+                "channel": ("Organic", "Paid search", "Referral")[h % 3],
+                "referrerDomain": "google.com" if h % 2 else None,
+                "marketplaceURL": f"https://marketplace.atlassian.com/apps/{number}",
+                "campaignSource": "newsletter" if h % 4 == 0 else None,
+                "eventTimestamp": f"{date} {h % 24:02d}:{h % 60:02d}:{(h >> 6) % 60:02d}",
+                "userId": f"{h:x}", "userType": ("admin", "requester")[h % 2]}
 
 
 class Catalog:

@@ -52,6 +52,9 @@ DEFAULTS: dict[str, t.Any] = {
     "catalog_expires_seconds": 300,
     #: Rows per streamed chunk of the catalog CSV.
     "catalog_chunk_rows": 200,
+    #: A series report asked from a day inside a period computes that first period over
+    #: the days asked only (a partial week or month), as the live API may.
+    "partial_first_period": False,
 }
 
 EVALUATION_DIMENSIONS = {
@@ -275,10 +278,15 @@ class MarketplaceReports:
         dates = self.period_starts(*window, aggregation)
         apps = self.apps_for(request) if by_product else self.app.apps
 
+        first_asked = window[0]
+
         def series(app_key: str, dataset: str, name: str) -> dict:
             elements = []
             for day in dates:
                 count = self.figure(report, app_key, dataset, name, day, aggregation)
+                if self.settings.partial_first_period and day < first_asked:
+                    days = (following(day, aggregation) - day).days
+                    count = count * (days - (first_asked - day).days) // days
                 element: dict[str, t.Any] = {"date": day.isoformat(), "count": count}
                 if sales:
                     element["netCount"] = count - self.figure("net", report, app_key, name,
