@@ -41,7 +41,10 @@ _WORDS = {"api": "API", "url": "URL", "id": "ID", "ids": "IDs", "oauth": "OAuth"
 EXTRAS: dict[str, dict[str, t.Any]] = {
     "tap-heroku-vendor": {
         "label": "Heroku add-on partner",
-        "settings_group_validation": [["manifest_id", "manifest_password"]],
+        # Legacy mode: the manifest credentials; partner mode: the client secret and the installs.
+        "settings_group_validation": [["manifest_id", "manifest_password"],
+                                      ["api", "oauth_client_secret", "installs"],
+                                      ["api", "oauth_client_secret", "installs_file"]],
         "select": ["apps.*", "app_info.*"],
     },
     "tap-marketplace": {

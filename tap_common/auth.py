@@ -32,3 +32,22 @@ class HostBoundAuth(requests.auth.AuthBase):
             return self.inner(request)
         request.headers.pop("Authorization", None)
         return request
+
+
+class PerOriginAuth(requests.auth.AuthBase):
+    """One credential per origin, for taps that talk to several hosts.
+
+    ``credentials`` maps a base URL to the authenticator of that host. A request is
+    signed by its own origin's authenticator only; a request to any other origin
+    leaves without an ``Authorization`` header. Each authenticator is called anew for
+    every attempt, so a renewed token reaches a retried request.
+    """
+
+    def __init__(self, credentials: t.Mapping[str, t.Callable[[requests.PreparedRequest],
+                                                                 requests.PreparedRequest]]) -> None:
+        self.by_origin = {origin(url): auth for url, auth in credentials.items()}
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        auth = self.by_origin.get(origin(request.url or ""))
+        return auth(request) if auth is not None else request

@@ -1,1 +1,1 @@
-"""tap-heroku-vendor: Heroku add-on partner App Info API."""
+"""tap-heroku-vendor: Heroku add-on partner APIs (legacy App Info API, Platform API for Partners)."""

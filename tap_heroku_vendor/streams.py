@@ -9,6 +9,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import HeaderLinkPaginator
 
 from tap_common.client import VendorRESTStream
+from tap_common.errors import VendorAPIError
 from tap_heroku_vendor import schemas
 
 if t.TYPE_CHECKING:
@@ -28,6 +29,19 @@ class AppsStream(VendorRESTStream):
 
     def get_new_paginator(self) -> HeaderLinkPaginator:
         return HeaderLinkPaginator()
+
+    def validate_response(self, response: requests.Response) -> None:
+        if response.status_code in (404, 410):
+            # Heroku announced the end of life of this API for 3 July 2023.
+            msg = (
+                f"{self.error_line(response)}. Heroku no longer answers the Legacy App Info "
+                "API for this add-on: use the Platform API for Partners instead, with "
+                "`api: partner`, `oauth_client_secret` and `installs` or `installs_file` "
+                "(each install's resource_uuid and refresh_token); see the README's "
+                "partner-mode section."
+            )
+            raise VendorAPIError(msg)
+        super().validate_response(response)
 
     def post_process(self, row: dict, context: Context | None = None) -> dict:
         row["resource_uuid"] = (row.get("resource") or {}).get("uuid")

@@ -34,6 +34,7 @@ FAST_SANDBOX: dict[str, dict[str, t.Any]] = {
 #: Tap settings per vendor that match FAST_SANDBOX.
 FAST_TAP: dict[str, dict[str, t.Any]] = {
     "heroku": FAST_RETRIES,
+    "heroku_partner": FAST_RETRIES,
     "isvapp": {**FAST_RETRIES, "requests_per_second": 400, "export_poll_interval_seconds": 0.05},
     "marketplace": {**FAST_RETRIES, **FAST_EXPORTS},
 }

@@ -7,6 +7,7 @@ import typing as t
 
 from isv_sandbox.core import Fault, Request, Response, SandboxServer, VendorApp
 from isv_sandbox.heroku import HerokuApp, HerokuSettings
+from isv_sandbox.heroku_partner import HerokuPartnerApp, HerokuPartnerSettings
 from isv_sandbox.isvapp import IsvappApp, IsvappSettings
 from isv_sandbox.marketplace import MarketplaceApp, MarketplaceSettings
 
@@ -16,11 +17,17 @@ VENDORS: dict[str, tuple[type[VendorApp], type, str]] = {
     "isvapp": (IsvappApp, IsvappSettings, "tap-isvapp"),
     "marketplace": (MarketplaceApp, MarketplaceSettings, "tap-marketplace"),
 }
+#: Every sandbox ``start`` knows: one per tap above, plus a second API of a tap
+#: (``heroku_partner``: tap-heroku-vendor's partner mode, ``api: partner``).
+SANDBOXES: dict[str, tuple[type[VendorApp], type, str]] = {
+    **VENDORS,
+    "heroku_partner": (HerokuPartnerApp, HerokuPartnerSettings, "tap-heroku-vendor"),
+}
 
 
 def start(vendor: str, **settings: t.Any) -> SandboxServer:
     """Start the sandbox of one vendor on a free loopback port."""
-    app_class, settings_class, _ = VENDORS[vendor]
+    app_class, settings_class, _ = SANDBOXES[vendor]
     known = {f.name for f in dataclasses.fields(settings_class)}
     unknown = set(settings) - known
     if unknown:
@@ -33,4 +40,4 @@ def start(vendor: str, **settings: t.Any) -> SandboxServer:
     return server.start()
 
 
-__all__ = ["VENDORS", "Fault", "Request", "Response", "SandboxServer", "VendorApp", "start"]
+__all__ = ["SANDBOXES", "VENDORS", "Fault", "Request", "Response", "SandboxServer", "VendorApp", "start"]

@@ -1,4 +1,4 @@
-"""Serve a vendor sandbox: ``isv-sandbox heroku --set apps=1000``.
+"""Serve a vendor sandbox: ``isv-sandbox heroku --set apps=1000`` (or ``heroku_partner``).
 
 Prints one JSON line with the tap config that points at it, then serves until killed.
 """
@@ -16,7 +16,7 @@ import isv_sandbox as sandbox
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="isv-sandbox", description=__doc__)
-    parser.add_argument("vendor", choices=sorted(sandbox.VENDORS))
+    parser.add_argument("vendor", choices=sorted(sandbox.SANDBOXES))
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a sandbox setting; the value is read as JSON when it parses")
     args = parser.parse_args(argv)

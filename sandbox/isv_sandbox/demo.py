@@ -7,7 +7,6 @@ start on free loopback ports inside this process, and the warehouse is the file
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

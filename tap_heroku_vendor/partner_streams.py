@@ -1,0 +1,293 @@
+"""Streams of partner mode: Heroku's Platform API v3, one access token per install.
+
+Every stream is a child of ``addons``, whose partitions are the installs (resource
+uuids, in order): all requests of one install run together, with that install's token.
+
+    addons                GET /addons/{uuid}
+    ├── addon_config      GET /addons/{uuid}/config            (not selected by default)
+    ├── addon_attachments GET /addons/{uuid}/addon-attachments (Range pages)
+    └── partner_apps      GET /apps/{app_id}                   (the add-on's app)
+        ├── app_domains       GET /apps/{app_id}/domains       (Range pages)
+        └── app_collaborators GET /apps/{app_id}/collaborators (Range pages)
+
+A 403 or 404 for one install ends that stream for that install only (a warning the
+first time, a count in the end-of-run summary). After each install the state records
+it (``resume_after``): a run that is killed resumes with the next install, and a run
+that completes leaves no marker.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk import SchemaDirectory, StreamSchema
+
+from tap_common.client import RETRY_STATUSES, VendorRESTStream
+from tap_common.errors import AuthenticationError, VendorAPIError, VendorRetriableError
+from tap_heroku_vendor import schemas
+from tap_heroku_vendor.partner import (
+    ACCEPT_V3,
+    LISTING_PATH,
+    InstallSkipped,
+    PartnerSession,
+    RangePaginator,
+    TokenRefused,
+    first_range,
+    url_path,
+)
+
+if t.TYPE_CHECKING:
+    import requests
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+    from tap_heroku_vendor.tap import TapHerokuVendor
+
+SCHEMAS = SchemaDirectory(schemas)
+RESUME_KEY = "resume_after"
+
+
+class PartnerStream(VendorRESTStream):
+    """A Platform API endpoint read with the token of the install in the context."""
+
+    records_jsonpath = "$[*]"
+    #: Per install: the token may not call it (403), or the resource is gone (404).
+    tolerated_statuses = frozenset({403, 404})
+    #: A list endpoint, paged with ``Range`` / ``Next-Range``.
+    ranged: t.ClassVar[bool] = False
+
+    _tap: TapHerokuVendor
+
+    @property
+    def session(self) -> PartnerSession:
+        return self._tap.partner
+
+    @property
+    def authenticator(self) -> t.Callable:  # type: ignore[override]
+        # The install's token to api_url, the manifest to addons_api_url, nothing elsewhere.
+        return self.session.authenticator
+
+    @property
+    def http_headers(self) -> dict:
+        return {**super().http_headers, "Accept": ACCEPT_V3}
+
+    def get_new_paginator(self) -> RangePaginator | None:
+        return RangePaginator() if self.ranged else None
+
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        if self.ranged:
+            request.headers["Range"] = page.next_page_token or first_range(self.session.page_size)
+        return request
+
+    # -- one install at a time ------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        assert context is not None
+        install = self.session.use(context["resource_uuid"])
+        if install is None or install.skipped:
+            return
+        try:
+            yield from super().get_records(context)
+        except InstallSkipped:
+            return
+
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        session = self.session
+
+        def with_token(*args: t.Any, **kwargs: t.Any) -> requests.Response:
+            # Before every attempt, so a retry after a long backoff has a valid token.
+            if session.host_of(args[0].url) == "api":
+                session.ensure_token(self)
+            return func(*args, **kwargs)
+
+        return super().request_decorator(with_token)
+
+    # -- responses ------------------------------------------------------------------
+
+    def validate_response(self, response: requests.Response) -> None:
+        session = self.session
+        host = session.host_of(response.url)
+        status = response.status_code
+        session.requests[host or "other"] += 1
+        final = status >= 400 and status not in RETRY_STATUSES  # noqa: PLR2004
+        if host == "token" and final:
+            raise TokenRefused(self.error_line(response), response)
+        if host == "addons" and final:
+            self.raise_for_listing(response)
+        if host == "api":
+            install = session.current
+            if status == 401 and install is not None:  # noqa: PLR2004
+                self.renew_after_401(response, install)
+            elif status in self.tolerated_statuses:
+                session.api_refused(self.name, status)
+            elif status < 400 and install is not None:  # noqa: PLR2004
+                install.unproven_renewal = False
+        super().validate_response(response)
+
+    def renew_after_401(self, response: requests.Response, install: t.Any) -> t.NoReturn:
+        line = self.error_line(response)
+        self._tap.throttle.observe(response.headers)
+        if not install.unproven_renewal:
+            # Revoked or expired early: one fresh token, then the same request again.
+            self.logger.warning("%s; renewing the access token of add-on resource %s once",
+                                line, install.uuid)
+            install.access_token = None
+            install.unproven_renewal = True
+            raise VendorRetriableError(line, response)
+        msg = (f"{line}. Heroku rejected a freshly issued access token for add-on resource "
+               f"{install.uuid}: the OAuth client (`oauth_client_secret`) may not belong to "
+               "this add-on, or `api_url` is not the Platform API.")
+        raise AuthenticationError(msg)
+
+    def raise_for_listing(self, response: requests.Response) -> t.NoReturn:
+        line = self.error_line(response)
+        if response.status_code in (401, 403):  # noqa: PLR2004
+            msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: check "
+                   "`manifest_id` and `manifest_password` (or unset both to skip the check for "
+                   "installs without a refresh token).")
+            raise AuthenticationError(msg)
+        msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
+               "publicly documented; unset `manifest_id` and `manifest_password` to run "
+               "without the check for installs without a refresh token.")
+        raise VendorAPIError(msg)
+
+    def describe_url(self, url: str) -> str:
+        if self.session.host_of(url) in ("token", "addons"):
+            return url_path(url)  # host and path; never a query string
+        return super().describe_url(url)
+
+
+class AddonsStream(PartnerStream):
+    """The add-on resource of each install: plan, state, app, billing."""
+
+    name = "addons"
+    path = "/addons/{resource_uuid}"
+    records_jsonpath = "$"
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+
+    @property
+    def partitions(self) -> list[dict]:
+        session = self.session
+        session.prepare(self)
+        resume_after = self.stream_state.get(RESUME_KEY)
+        pending = session.pending(resume_after)
+        if resume_after and pending and session.installs:
+            self.logger.info("addons: resuming after add-on resource %s (%d of %d installs left)",
+                             resume_after, len(pending), len(session.installs))
+        self.__dict__["_last_pending"] = pending[-1] if pending else None
+        return [{"resource_uuid": resource} for resource in pending]
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        assert context is not None
+        resource = context["resource_uuid"]
+        yield from super().get_records(context)
+        # Reached once every child stream of this install is done.
+        self.session.finished(resource)
+        state = self.stream_state
+        if resource == self.__dict__.get("_last_pending"):
+            state.pop(RESUME_KEY, None)
+        else:
+            state[RESUME_KEY] = resource
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        assert context is not None
+        return {"resource_uuid": context["resource_uuid"],
+                "app_id": (record.get("app") or {}).get("id")}
+
+
+class AddonConfigStream(PartnerStream):
+    """Config vars of each add-on resource: your customers' secrets (opt in)."""
+
+    name = "addon_config"
+    path = "/addons/{resource_uuid}/config"
+    parent_stream_type = AddonsStream
+    primary_keys = ("addon_id", "name")
+    schema = StreamSchema(SCHEMAS)
+    selected_by_default = False
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict:
+        assert context is not None
+        row["addon_id"] = context["resource_uuid"]
+        return row
+
+
+class AddonAttachmentsStream(PartnerStream):
+    """Where each add-on resource is attached (apps, names, log input URL)."""
+
+    name = "addon_attachments"
+    path = "/addons/{resource_uuid}/addon-attachments"
+    parent_stream_type = AddonsStream
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+    ranged = True
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict:
+        assert context is not None
+        row["addon_id"] = (row.get("addon") or {}).get("id") or context["resource_uuid"]
+        return row
+
+
+class PartnerAppsStream(PartnerStream):
+    """The app each add-on resource is provisioned to (owner, region, stack)."""
+
+    # Not `apps`: that is the legacy stream (key resource_uuid, a /vendor/apps row); one
+    # name for two different tables would clash in a warehouse that has loaded both.
+    name = "partner_apps"
+    path = "/apps/{app_id}"
+    records_jsonpath = "$"
+    parent_stream_type = AddonsStream
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        assert context is not None
+        app_id = context.get("app_id")
+        if not app_id or app_id in self.session.synced_apps:
+            return  # no app, or read already through another resource of the add-on
+        for record in super().get_records(context):
+            self.session.synced_apps.add(app_id)
+            yield record
+
+    def get_child_context(self, record: dict, context: Context | None) -> dict:
+        assert context is not None
+        return {"resource_uuid": context["resource_uuid"], "app_id": context["app_id"]}
+
+
+class AppDomainsStream(PartnerStream):
+    """Domains of each app (Heroku and custom hostnames)."""
+
+    name = "app_domains"
+    path = "/apps/{app_id}/domains"
+    parent_stream_type = PartnerAppsStream
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+    ranged = True
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict:
+        assert context is not None
+        row["app_id"] = context["app_id"]
+        return row
+
+
+class AppCollaboratorsStream(PartnerStream):
+    """Collaborators of each app; the owner's email is the row with ``role`` owner."""
+
+    name = "app_collaborators"
+    path = "/apps/{app_id}/collaborators"
+    parent_stream_type = PartnerAppsStream
+    primary_keys = ("id",)
+    schema = StreamSchema(SCHEMAS)
+    ranged = True
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict:
+        assert context is not None
+        row["app_id"] = context["app_id"]
+        return row
+
+
+PARTNER_STREAMS = (AddonsStream, AddonConfigStream, AddonAttachmentsStream, PartnerAppsStream,
+                   AppDomainsStream, AppCollaboratorsStream)
