@@ -53,3 +53,13 @@ case when cast({{ expression }} as text) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' then c
 {% macro postgres__safe_timestamp(expression) -%}
 case when cast({{ expression }} as text) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}' then cast(cast({{ expression }} as text) as timestamp) end
 {%- endmacro %}
+
+{#- round(cents x part / whole) half up, in whole cents, identical on every warehouse:
+    floor((2 x cents x part + whole) / (2 x whole)) in double precision is exact here
+    (integers far below 2^53, quotients at least 1/(2 x whole) from the next integer). -#}
+{% macro cents_share(cents, part, whole) -%}
+cast(floor((2.0 * {{ cents }} * {{ part }} + {{ whole }}) / (2.0 * {{ whole }})) as bigint)
+{%- endmacro %}
+
+{#- Whole cents as money, exactly (no division, which DuckDB does in floating point). -#}
+{% macro cents_to_money(cents) %}cast(cast({{ cents }} as numeric(18, 0)) * 0.01 as numeric(18, 2)){% endmacro %}

@@ -30,7 +30,9 @@ line_months as (
 line_rates as (
     select
         line_months.*,
-        cast(vendor_amount / count(*) over (partition by transaction_line_item_id) as numeric(18, 2)) as monthly_rate
+        {{ cents_to_money(cents_share('cast(round(vendor_amount * 100) as bigint)', '1',
+                                      'count(*) over (partition by transaction_line_item_id)')) }}
+            as monthly_rate
     from line_months
 ),
 

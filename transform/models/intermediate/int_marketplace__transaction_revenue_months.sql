@@ -1,12 +1,14 @@
 -- Each transaction line's vendorAmount spread over its maintenance period BY DAY:
 -- the period is [maintenance start, maintenance end) (the end is the next period's
 -- start: a monthly period 05-01 -> 06-01 has 31 days, all in May). A month gets the
--- share of the days it holds; amounts are rounded cumulatively (round(total x days so
--- far / days) minus the same for the months before), so the cents of a line always add
--- up to its vendorAmount exactly. Refunds are negative lines, spread the same way over
--- their own maintenance period, so they take back the months the sale had given. A line
--- without a usable period (no end, or end not after start) is recognised whole in the
--- month of its start (else its sale date).
+-- share of the days it holds; amounts are rounded cumulatively, in whole cents (the
+-- amount up to this month's end rounded, minus the same up to the month before), so the
+-- cents of a line always add up to its vendorAmount exactly. The rounding is half up
+-- on whole cents computed the same way on every warehouse (floor of an exact ratio of
+-- integers), so PostgreSQL and DuckDB give the same cents. Refunds are negative lines,
+-- spread the same way over their own maintenance period, so they take back the months
+-- the sale had given. A line without a usable period (no end, or end not after start)
+-- is recognised whole in the month of its start (else its sale date).
 with lines as (
     select
         transaction_line_item_id,
@@ -28,6 +30,7 @@ with lines as (
 spread as (
     select
         lines.*,
+        cast(round(vendor_amount * 100) as bigint) as vendor_cents,
         period_end - period_start as period_days
     from lines
     where period_end > period_start
@@ -70,8 +73,9 @@ select
     period_days,
     month_start as revenue_month,
     days_in_month,
-    cast(round(vendor_amount * days_through_month / period_days, 2) as numeric(18, 2))
-        - cast(round(vendor_amount * (days_through_month - days_in_month) / period_days, 2) as numeric(18, 2))
+    {{ cents_to_money(
+        cents_share('vendor_cents', 'days_through_month', 'period_days')
+        ~ ' - ' ~ cents_share('vendor_cents', '(days_through_month - days_in_month)', 'period_days')) }}
         as recognized_vendor_amount
 from cumulative
 
