@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import typing as t
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -70,7 +71,9 @@ def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], st
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]
         if vendor == "marketplace":
-            assert "Completed successfully" in output, output[-6000:]
+            # Warnings are allowed (the sandbox's transactions and events mostly name
+            # licenses it does not export); errors are not.
+            assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
 
 
 def base_env(**extra: str) -> dict[str, str]:
