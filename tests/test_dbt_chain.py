@@ -124,8 +124,11 @@ def expected_revenue(transactions: list[dict]) -> tuple[dict, Counter]:
 
 
 def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
-    """(product, month) -> MRR at the month's end, for months up to the as-of month."""
-    mrr: dict[tuple[str, dt.date], Fraction] = defaultdict(Fraction)
+    """(product, month) -> MRR at the month's end, for months up to the as-of month.
+
+    A license's MRR in a month is never below zero (a refund brings it to zero at most).
+    """
+    by_license: dict[tuple[str, str, dt.date], Fraction] = defaultdict(Fraction)
     lines: Counter = Counter()
     for row in transactions:
         details = row["purchaseDetails"]
@@ -140,8 +143,12 @@ def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
             month = next_month(month)
         for month in month_ends:
             if month <= month_of(AS_OF):
-                mrr[row["productId"], month] += Fraction(Decimal(str(details["vendorAmount"]))) / len(month_ends)
+                by_license[row["productId"], license_ref(row), month] += (
+                    Fraction(Decimal(str(details["vendorAmount"]))) / len(month_ends))
                 lines[row["productId"], month] += 1
+    mrr: dict[tuple[str, dt.date], Fraction] = defaultdict(Fraction)
+    for (product, _, month), amount in by_license.items():
+        mrr[product, month] += max(amount, Fraction(0))
     return mrr, lines
 
 

@@ -20,15 +20,16 @@ import duckdb
 import yaml
 
 import isv_sandbox
-from isv_sandbox.marketplace import MarketplaceSettings
 
 #: The Meltano project the demo runs: the working directory (scripts/demo runs from the repository root).
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
 MELTANO = Path(sys.executable).parent / "meltano"
-#: More sales than the sandbox's default, so that MRR has a shape worth a chart.
-SANDBOX_SETTINGS = {"marketplace": {"licenses": 400, "transactions": 1500}}
-#: The Marketplace sandbox's data ends on this day: the marts are "as of" it.
-AS_OF = MarketplaceSettings.last_day
+#: More sales than the sandbox's default, so that MRR has a shape worth a chart. The
+#: sandbox cuts every maintenance period at its last day; the marts are looked at a year
+#: before it (AS_OF), where no period that counts is cut.
+SANDBOX_SETTINGS = {"marketplace": {"licenses": 400, "transactions": 1500,
+                                    "first_day": "2019-07-01", "last_day": "2026-06-30"}}
+AS_OF = "2025-06-30"
 
 
 def configured_taps() -> set[str]:

@@ -5,8 +5,8 @@
 -- by the number of such month ends (an annual line from 03-21 counts 1/12 in March to
 -- the next February; a monthly one its whole amount in one month). A line whose period
 -- holds no month end (a few days of proration) adds revenue but no MRR. Refunds are
--- negative lines and lower the MRR of the months they cover. Months after the as-of
--- month are not shown.
+-- negative lines and lower the MRR of the months they cover, down to zero at most.
+-- Months after the as-of month are not shown.
 with lines as (
     select
         transaction_line_item_id,
@@ -36,11 +36,14 @@ line_rates as (
     from line_months
 ),
 
+-- A license's MRR is never below zero: a refund larger than what a month holds (one
+-- whose sale lies before the data, or spread over another period) brings it to zero.
 license_months as (
     select license_ref, product_id, month_start, sum(monthly_rate) as mrr
     from line_rates
     where month_start <= {{ month_of(as_of_date()) }}
     group by license_ref, product_id, month_start
+    having sum(monthly_rate) > 0
 ),
 
 license_spans as (
