@@ -42,8 +42,12 @@ SANDBOXES: dict[str, dict[str, t.Any]] = {
 }
 #: Integer settings only: Meltano 4.4.1 cannot pass a decimal setting from the environment.
 TAP_SETTINGS = {"tap-isvapp": {"export_poll_interval_seconds": 1}}
-#: The last run carries dbt: the issue's one command after the taps.
-ORDER = ("heroku", "isvapp", "marketplace")
+#: The order of the taps, and after which dbt builds in the same `meltano run` (the
+#: issue's one command after the taps). PostgreSQL: the three taps, then Marketplace with
+#: dbt. DuckDB: Marketplace with dbt first, while the other taps have no tables yet (their
+#: marts must come out empty, not fail), then the other two, the last with dbt again.
+ORDER = {"target-postgres": (("heroku", False), ("isvapp", False), ("marketplace", True)),
+         "target-duckdb": (("marketplace", True), ("isvapp", False), ("heroku", True))}
 MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketplace_licenses",
          "fct_marketplace_license_events", "fct_isvapp_feature_usage_monthly",
          "fct_isvapp_package_usage_daily", "fct_heroku_installs_by_plan_region")
@@ -55,13 +59,14 @@ def tap_env(tap: str, config: dict[str, t.Any]) -> dict[str, str]:
             for key, value in {**config, **TAP_SETTINGS.get(tap, {})}.items()}
 
 
-def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str]) -> None:
-    """Every tap into ``target``; the Marketplace run ends with dbt build."""
-    for vendor in ORDER:
+def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str],
+              after_dbt: t.Callable[[str], None] = lambda vendor: None) -> None:
+    """Every tap into ``target``, dbt build after the ones ORDER says."""
+    for vendor, with_dbt in ORDER[target]:
         tap = isv_sandbox.VENDORS[vendor][2]
         with isv_sandbox.start(vendor, **SANDBOXES[vendor]) as server:
             steps = [tap, target]
-            if vendor == "marketplace":
+            if with_dbt:
                 steps.append(f"dbt-{target.removeprefix('target-')}:build")
             run = meltano("run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
                           env={**env, **tap_env(tap, server.app.tap_config()),
@@ -70,10 +75,11 @@ def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], st
                           timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]
-        if vendor == "marketplace":
+        if with_dbt:
             # Warnings are allowed (the sandbox's transactions and events mostly name
             # licenses it does not export); errors are not.
             assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
+            after_dbt(vendor)
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -261,7 +267,16 @@ def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
     database = tmp_path / "warehouse.duckdb"
     env = base_env(TARGET_DUCKDB_FILEPATH=str(database), DBT_DUCKDB_PATH=str(database),
                    DBT_DUCKDB_SCHEMA="analytics")
-    run_chain("target-duckdb", env, lambda tap: tap.replace("-", "_"))
+
+    def only_marketplace_loaded(vendor: str) -> None:
+        if vendor != "marketplace":
+            return
+        with duckdb.connect(str(database), read_only=True) as db:
+            for mart in MARTS:
+                count = db.execute(f"select count(*) from analytics.{mart}").fetchone()[0]
+                assert (count > 0) == mart.startswith(("fct_marketplace", "dim_marketplace")), mart
+
+    run_chain("target-duckdb", env, lambda tap: tap.replace("-", "_"), only_marketplace_loaded)
     with duckdb.connect(str(database), read_only=True) as db:
         def fetch(sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
