@@ -129,11 +129,9 @@ def expected_revenue(transactions: list[dict]) -> tuple[dict, Counter]:
     return revenue, lines
 
 
-def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
-    """(product, month) -> MRR at the month's end, for months up to the as-of month.
-
-    A license's MRR in a month is never below zero (a refund brings it to zero at most).
-    """
+def license_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
+    """(product, license, month) -> MRR at the month's end, up to the as-of month, and
+    (product, month) -> how many lines count in it."""
     by_license: dict[tuple[str, str, dt.date], Fraction] = defaultdict(Fraction)
     lines: Counter = Counter()
     for row in transactions:
@@ -152,10 +150,37 @@ def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
                 by_license[row["productId"], license_ref(row), month] += (
                     Fraction(Decimal(str(details["vendorAmount"]))) / len(month_ends))
                 lines[row["productId"], month] += 1
+    return by_license, lines
+
+
+def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter, dict]:
+    """(product, month) -> MRR, lines per (product, month), and
+    (product, month, movement) -> the movement's amount.
+
+    A license's MRR in a month is never below zero (a refund brings it to zero at most).
+    Movements compare each license's MRR with its month before: new, reactivation,
+    expansion, contraction, churn.
+    """
+    by_license, lines = license_mrr(transactions)
     mrr: dict[tuple[str, dt.date], Fraction] = defaultdict(Fraction)
-    for (product, _, month), amount in by_license.items():
-        mrr[product, month] += max(amount, Fraction(0))
-    return mrr, lines
+    movements: dict[tuple[str, dt.date, str], Fraction] = defaultdict(Fraction)
+    for product, license in {(p, lic) for p, lic, _ in by_license}:
+        month = min(m for p, lic, m in by_license if (p, lic) == (product, license))
+        previous, had_mrr = Fraction(0), False
+        while month <= month_of(AS_OF):
+            current = max(by_license.get((product, license, month), Fraction(0)), Fraction(0))
+            mrr[product, month] += current
+            if previous == 0 and current > 0:
+                movement = "reactivation" if had_mrr else "new"
+            elif previous > 0 and current == 0:
+                movement = "churn"
+            else:
+                movement = "expansion" if current > previous else "contraction"
+            movements[product, month, movement] += current - previous
+            had_mrr = had_mrr or current > 0
+            previous = current
+            month = next_month(month)
+    return mrr, lines, movements
 
 
 def license_ref(row: dict) -> str:
@@ -201,13 +226,24 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
                     if r["productId"] == product)
         assert sum(v for (p, _), v in loaded.items() if p == product) == total
 
-    mrr, mrr_lines = expected_mrr(transactions)
-    loaded_mrr = {(p, m): v for p, m, v in rows(fetch, f"select product_id, mrr_month, mrr "
-                                                       f"from {marts}.fct_marketplace_mrr")}
+    mrr, mrr_lines, movements = expected_mrr(transactions)
+    kinds = ("new", "expansion", "contraction", "churn", "reactivation")
+    loaded_mrr, loaded_movements = {}, {}
+    for product, month, value, *amounts in rows(fetch, f"""
+            select product_id, mrr_month, mrr, new_mrr, expansion_mrr, contraction_mrr,
+                   churned_mrr, reactivation_mrr from {marts}.fct_marketplace_mrr"""):
+        loaded_mrr[product, month] = value
+        loaded_movements.update({(product, month, kind): amount for kind, amount in zip(kinds, amounts)})
     assert max(m for _, m in loaded_mrr) == month_of(AS_OF)
     assert any(v > 0 for v in loaded_mrr.values())
     for key in set(mrr) | set(loaded_mrr):
         assert abs(Fraction(loaded_mrr.get(key, 0)) - mrr.get(key, 0)) <= Fraction(mrr_lines[key], 200), key
+    for (product, month, kind), amount in loaded_movements.items():
+        before = (month - dt.timedelta(days=1)).replace(day=1)
+        tolerance = Fraction(mrr_lines[product, month] + mrr_lines[product, before], 200)
+        assert abs(Fraction(amount) - movements.get((product, month, kind), 0)) <= tolerance, (
+            product, month, kind)
+    assert sum(v for (_, _, kind), v in movements.items() if kind == "churn") < 0
 
     states = expected_license_states(licenses)
     loaded_states = dict(fetch(f"select license_ref, license_state from {marts}.dim_marketplace_licenses"))
