@@ -1,8 +1,10 @@
-"""The demo: each tap reads its sandbox API through `meltano run` into DuckDB.
+"""The demo: each tap reads its sandbox API through `meltano run` into DuckDB, then dbt
+builds the marts on that file.
 
 Run it with ``scripts/demo``. No credentials and no server to install: the sandboxes
 start on free loopback ports inside this process, and the warehouse is the file
-``output/warehouse.duckdb``.
+``output/warehouse.duckdb``. It ends with the last twelve months of MRR and its
+movements per app, the most used features, and ``output/mrr_by_month.png``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,12 @@ from isv_sandbox.meltano import meltano_env
 #: The Meltano project the demo runs: the working directory (scripts/demo runs from the repository root).
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
 MELTANO = Path(sys.executable).parent / "meltano"
+#: More sales than the sandbox's default, so that MRR has a shape worth a chart. The
+#: sandbox cuts every maintenance period at its last day; the marts are looked at a year
+#: before it (AS_OF), where no period that counts is cut.
+SANDBOX_SETTINGS = {"marketplace": {"licenses": 400, "transactions": 1500,
+                                    "first_day": "2019-07-01", "last_day": "2026-06-30"}}
+AS_OF = "2025-06-30"
 
 
 def configured_taps() -> set[str]:
@@ -44,7 +52,8 @@ def main() -> int:
         print(f"==> {tap}: sandbox API -> meltano run {tap} target-duckdb (log: {log.relative_to(REPO)})",
               flush=True)
         started = time.monotonic()
-        with isv_sandbox.start(vendor) as server, log.open("w") as log_file:
+        with isv_sandbox.start(vendor, **SANDBOX_SETTINGS.get(vendor, {})) as server, \
+                log.open("w") as log_file:
             run = subprocess.run(  # noqa: S603
                 [str(MELTANO), "run", "--full-refresh", "--state-id-suffix", "demo", tap,
                  "target-duckdb"],
@@ -70,7 +79,90 @@ def main() -> int:
             print(f"  {f'{schema}.{table}':<{width}}  {rows:>9,} rows")
     for tap, seconds in timings.items():
         print(f"  {tap}: {seconds:.1f} s")
+    return build_marts(database)
+
+
+def build_marts(database: Path) -> int:
+    """dbt build on the DuckDB file, then the marts: MRR, features, the chart."""
+    log = REPO / "output" / "demo-dbt.log"
+    print(f"\n==> meltano invoke dbt-duckdb:build (marts as of {AS_OF}; log: {log.relative_to(REPO)})",
+          flush=True)
+    started = time.monotonic()
+    env = {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
+           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_DUCKDB_PATH": str(database),
+           "DBT_DUCKDB_SCHEMA": "analytics", "DBT_AS_OF_DATE": AS_OF}
+    with log.open("w") as log_file:
+        run = subprocess.run([str(MELTANO), "invoke", "dbt-duckdb:build"], cwd=REPO, env=env,  # noqa: S603
+                             stdout=log_file, stderr=subprocess.STDOUT, check=False)
+    summary = [line for line in log.read_text().splitlines() if "Done. PASS=" in line]
+    print(f"  {summary[-1].split('  ', 1)[-1].strip() if summary else 'no summary'} "
+          f"({time.monotonic() - started:.1f} s)")
+    if run.returncode != 0:
+        print(log.read_text()[-4000:], file=sys.stderr)
+        print(f"FAILED: dbt build (exit {run.returncode}); see {log}", file=sys.stderr)
+        return run.returncode
+    with duckdb.connect(str(database), read_only=True) as db:
+        print_mrr(db)
+        print_features(db)
+        chart = REPO / "output" / "mrr_by_month.png"
+        write_mrr_chart(db, chart)
+        print(f"\nChart of MRR by month: {chart.relative_to(REPO)}")
     return 0
+
+
+def print_mrr(db: duckdb.DuckDBPyConnection) -> None:
+    rows = db.execute("""
+        select strftime(mrr_month, '%Y-%m'), app_name, mrr, new_mrr, expansion_mrr,
+               contraction_mrr, churned_mrr, reactivation_mrr, paying_licenses
+        from analytics.fct_marketplace_mrr
+        where mrr_month > (select max(mrr_month) from analytics.fct_marketplace_mrr) - interval 12 month
+        order by app_name, mrr_month""").fetchall()
+    print("\nMarketplace MRR, last twelve months (USD, vendor amount; analytics.fct_marketplace_mrr):")
+    header = ("month", "app", "MRR", "new", "expansion", "contraction", "churn", "reactivation",
+              "licenses")
+    print("  {:<7}  {:<13} {:>10} {:>9} {:>9} {:>11} {:>9} {:>12} {:>8}".format(*header))
+    for month, app, *amounts, licenses in rows:
+        print("  {:<7}  {:<13} {:>10,.2f} {:>9,.2f} {:>9,.2f} {:>11,.2f} {:>9,.2f} {:>12,.2f} {:>8}".format(
+            month, app, *amounts, licenses))
+
+
+def print_features(db: duckdb.DuckDBPyConnection) -> None:
+    rows = db.execute("""
+        select strftime(usage_month, '%Y-%m'), taxonomy_item_label, count(*) as accounts,
+               sum(unique_users), sum(operations), sum(operations_external)
+        from analytics.fct_isvapp_feature_usage_monthly
+        where usage_month = (select max(usage_month) from analytics.fct_isvapp_feature_usage_monthly)
+        group by all order by sum(operations) desc limit 5""").fetchall()
+    print("\nTop used features, latest month (ISVapp; analytics.fct_isvapp_feature_usage_monthly):")
+    print("  {:<7}  {:<22} {:>8} {:>7} {:>11} {:>9}".format(
+        "month", "feature", "accounts", "users", "operations", "external"))
+    for row in rows:
+        print("  {:<7}  {:<22} {:>8} {:>7,} {:>11,} {:>9,}".format(*row))
+
+
+def write_mrr_chart(db: duckdb.DuckDBPyConnection, path: Path) -> None:
+    import matplotlib  # noqa: PLC0415 - only the demo draws, and only at its end
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # noqa: PLC0415
+
+    rows = db.execute("""select app_name, mrr_month, mrr from analytics.fct_marketplace_mrr
+                         order by app_name, mrr_month""").fetchall()
+    figure, axes = pyplot.subplots(figsize=(10, 4.5), dpi=100)
+    apps = sorted({app for app, _, _ in rows})
+    months = sorted({month for _, month, _ in rows})
+    by_app = {app: {month: float(mrr) for name, month, mrr in rows if name == app} for app in apps}
+    for app in apps:
+        axes.plot(months, [by_app[app].get(m, 0.0) for m in months], label=app, linewidth=1.6)
+    axes.plot(months, [sum(by_app[app].get(m, 0.0) for app in apps) for m in months],
+              label="all apps", color="black", linewidth=2.2)
+    axes.set_title(f"Marketplace MRR by month and app (as of {AS_OF}; sandbox data)")
+    axes.set_ylabel("MRR, USD (vendor amount)")
+    axes.legend(loc="upper left")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    pyplot.close(figure)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,325 @@
+"""The whole chain on the sandbox: taps -> target-postgres / target-duckdb -> `dbt build`.
+
+Each warehouse gets the three taps through the real `meltano run`, the last one as the
+README's single command (`meltano run tap-marketplace target-X dbt-X:build`), so every
+dbt model, snapshot and test runs on what the loaders really wrote. The marts are then
+checked against figures computed here, independently, from the sandbox's own rows:
+revenue per app and month (vendorAmount spread by day), MRR per app and month (spread
+over the month ends of the maintenance period), and license states. Both warehouses
+must give the same marts to the cent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import typing as t
+from collections import Counter, defaultdict
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+import isv_sandbox
+from helpers import LAST_MONTH
+from isv_sandbox.marketplace import MarketplaceSettings, Query
+from test_meltano_e2e import PG, meltano, postgres_connection
+
+#: The marts' "today": the sandbox's last day of data, so the last MRR months have data.
+AS_OF = dt.date.fromisoformat(MarketplaceSettings.last_day)
+
+#: Small sandboxes: every mart gets rows, the chain takes a couple of minutes.
+SANDBOXES: dict[str, dict[str, t.Any]] = {
+    "marketplace": {"licenses": 150, "transactions": 160, "events_per_kind": 20, "feedback": 10,
+                    "attributions": 10, "reviews_per_app": 3, "members": 3},
+    "isvapp": {"accounts": 10, "request_history_days": 4, "csv_rows_per_file": 6,
+               "export_rows_per_month": 25, "latest_completed_month": LAST_MONTH,
+               "export_pending_seconds": 0.1, "historical_exports": 1},
+    "heroku": {"apps": 40, "deprovisioned_every": 9},
+}
+#: Integer settings only: Meltano 4.4.1 cannot pass a decimal setting from the environment.
+TAP_SETTINGS = {"tap-isvapp": {"export_poll_interval_seconds": 1}}
+#: The order of the taps, and after which dbt builds in the same `meltano run` (the
+#: issue's one command after the taps). PostgreSQL: the three taps, then Marketplace with
+#: dbt. DuckDB: Marketplace with dbt first, while the other taps have no tables yet (their
+#: marts must come out empty, not fail), then the other two, the last with dbt again.
+ORDER = {"target-postgres": (("heroku", False), ("isvapp", False), ("marketplace", True)),
+         "target-duckdb": (("marketplace", True), ("isvapp", False), ("heroku", True))}
+MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketplace_licenses",
+         "fct_marketplace_license_events", "fct_isvapp_feature_usage_monthly",
+         "fct_isvapp_package_usage_daily", "fct_heroku_installs_by_plan_region")
+
+
+def tap_env(tap: str, config: dict[str, t.Any]) -> dict[str, str]:
+    prefix = tap.upper().replace("-", "_")
+    return {f"{prefix}_{key.upper()}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in {**config, **TAP_SETTINGS.get(tap, {})}.items()}
+
+
+def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str],
+              after_dbt: t.Callable[[str], None] = lambda vendor: None) -> None:
+    """Every tap into ``target``, dbt build after the ones ORDER says."""
+    for vendor, with_dbt in ORDER[target]:
+        tap = isv_sandbox.VENDORS[vendor][2]
+        with isv_sandbox.start(vendor, **SANDBOXES[vendor]) as server:
+            steps = [tap, target]
+            if with_dbt:
+                steps.append(f"dbt-{target.removeprefix('target-')}:build")
+            run = meltano("run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
+                          env={**env, **tap_env(tap, server.app.tap_config()),
+                               f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA":
+                                   schema_for(tap)},
+                          timeout=600)
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output[-6000:]
+        if with_dbt:
+            # Warnings are allowed (the sandbox's transactions and events mostly name
+            # licenses it does not export); errors are not.
+            assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
+            after_dbt(vendor)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_AS_OF_DATE": AS_OF.isoformat(),
+            **extra}
+
+
+# -- the figures, computed from the sandbox's own rows ------------------------------------
+
+
+def month_of(day: dt.date) -> dt.date:
+    return day.replace(day=1)
+
+
+def next_month(month: dt.date) -> dt.date:
+    return (month + dt.timedelta(days=32)).replace(day=1)
+
+
+def sandbox_rows() -> tuple[list[dict], list[dict]]:
+    app = isv_sandbox.VENDORS["marketplace"][0](MarketplaceSettings(**SANDBOXES["marketplace"]))
+    transactions = list(app.data.transactions(Query()))
+    # The tap asks without includeAtlassianLicenses: Atlassian-sourced ones are not served.
+    licenses = list(app.data.licenses(Query(insights=True)))
+    return transactions, licenses
+
+
+def expected_revenue(transactions: list[dict]) -> tuple[dict, Counter]:
+    """(product, month) -> exact recognised amount, and how many lines share each."""
+    revenue: dict[tuple[str, dt.date], Fraction] = defaultdict(Fraction)
+    lines: Counter = Counter()
+    for row in transactions:
+        details = row["purchaseDetails"]
+        amount = Fraction(Decimal(str(details["vendorAmount"])))
+        start = dt.date.fromisoformat(details["maintenanceStartDate"])
+        end = dt.date.fromisoformat(details["maintenanceEndDate"])
+        if end <= start:
+            revenue[row["productId"], month_of(start)] += amount
+            lines[row["productId"], month_of(start)] += 1
+            continue
+        month = month_of(start)
+        while month < end:
+            days = (min(end, next_month(month)) - max(start, month)).days
+            revenue[row["productId"], month] += amount * days / (end - start).days
+            lines[row["productId"], month] += 1
+            month = next_month(month)
+    return revenue, lines
+
+
+def license_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
+    """(product, license, month) -> MRR at the month's end, up to the as-of month, and
+    (product, month) -> how many lines count in it."""
+    by_license: dict[tuple[str, str, dt.date], Fraction] = defaultdict(Fraction)
+    lines: Counter = Counter()
+    for row in transactions:
+        details = row["purchaseDetails"]
+        start = dt.date.fromisoformat(details["maintenanceStartDate"])
+        end = dt.date.fromisoformat(details["maintenanceEndDate"])
+        month_ends = []
+        month = month_of(start)
+        while month <= end:
+            last_day = next_month(month) - dt.timedelta(days=1)
+            if start <= last_day < end:
+                month_ends.append(month)
+            month = next_month(month)
+        for month in month_ends:
+            if month <= month_of(AS_OF):
+                by_license[row["productId"], license_ref(row), month] += (
+                    Fraction(Decimal(str(details["vendorAmount"]))) / len(month_ends))
+                lines[row["productId"], month] += 1
+    return by_license, lines
+
+
+def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter, dict]:
+    """(product, month) -> MRR, lines per (product, month), and
+    (product, month, movement) -> the movement's amount.
+
+    A license's MRR in a month is never below zero (a refund brings it to zero at most).
+    Movements compare each license's MRR with its month before: new, reactivation,
+    expansion, contraction, churn.
+    """
+    by_license, lines = license_mrr(transactions)
+    mrr: dict[tuple[str, dt.date], Fraction] = defaultdict(Fraction)
+    movements: dict[tuple[str, dt.date, str], Fraction] = defaultdict(Fraction)
+    for product, license in {(p, lic) for p, lic, _ in by_license}:
+        month = min(m for p, lic, m in by_license if (p, lic) == (product, license))
+        previous, had_mrr = Fraction(0), False
+        while month <= month_of(AS_OF):
+            current = max(by_license.get((product, license, month), Fraction(0)), Fraction(0))
+            mrr[product, month] += current
+            if previous == 0 and current > 0:
+                movement = "reactivation" if had_mrr else "new"
+            elif previous > 0 and current == 0:
+                movement = "churn"
+            else:
+                movement = "expansion" if current > previous else "contraction"
+            movements[product, month, movement] += current - previous
+            had_mrr = had_mrr or current > 0
+            previous = current
+            month = next_month(month)
+    return mrr, lines, movements
+
+
+def license_ref(row: dict) -> str:
+    if row.get("appEntitlementNumber"):
+        return row["appEntitlementNumber"]
+    return row.get("licenseId") or f"SEN-{row['addonLicenseId']}"
+
+
+def expected_license_states(licenses: list[dict]) -> dict[str, str]:
+    states = {}
+    for row in licenses:
+        license_type = row["licenseType"].upper()
+        if row["status"] == "active":
+            state = ("evaluation" if license_type == "EVALUATION"
+                     else "active_paid" if license_type in ("COMMERCIAL", "ACADEMIC")
+                     else "active_free")
+        else:
+            state = "cancelled" if row["status"] == "cancelled" else "expired"
+        states[license_ref(row)] = state
+    return states
+
+
+# -- the checks --------------------------------------------------------------------------
+
+
+def rows(fetch: t.Callable[[str], list[tuple]], sql: str) -> list[tuple]:
+    return [tuple(Decimal(str(v)) if isinstance(v, float) else v for v in row) for row in fetch(sql)]
+
+
+def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, list[tuple]]:
+    """Compare the marts with the sandbox's figures; return them for the other warehouse."""
+    transactions, licenses = sandbox_rows()
+
+    revenue, revenue_lines = expected_revenue(transactions)
+    loaded = {(p, m): v for p, m, v in rows(fetch, f"select product_id, revenue_month, "
+                                                   f"recognized_vendor_amount from {marts}.fct_marketplace_revenue_monthly")}
+    assert set(loaded) == set(revenue)
+    for key, exact in revenue.items():
+        # Each line's cents are rounded once per month: at most half a cent per line off.
+        assert abs(Fraction(loaded[key]) - exact) <= Fraction(revenue_lines[key], 200), key
+    for product in {p for p, _ in revenue}:
+        total = sum(Decimal(str(r["purchaseDetails"]["vendorAmount"])) for r in transactions
+                    if r["productId"] == product)
+        assert sum(v for (p, _), v in loaded.items() if p == product) == total
+
+    mrr, mrr_lines, movements = expected_mrr(transactions)
+    kinds = ("new", "expansion", "contraction", "churn", "reactivation")
+    loaded_mrr, loaded_movements = {}, {}
+    for product, month, value, *amounts in rows(fetch, f"""
+            select product_id, mrr_month, mrr, new_mrr, expansion_mrr, contraction_mrr,
+                   churned_mrr, reactivation_mrr from {marts}.fct_marketplace_mrr"""):
+        loaded_mrr[product, month] = value
+        loaded_movements.update({(product, month, kind): amount for kind, amount in zip(kinds, amounts)})
+    assert max(m for _, m in loaded_mrr) == month_of(AS_OF)
+    assert any(v > 0 for v in loaded_mrr.values())
+    for key in set(mrr) | set(loaded_mrr):
+        assert abs(Fraction(loaded_mrr.get(key, 0)) - mrr.get(key, 0)) <= Fraction(mrr_lines[key], 200), key
+    for (product, month, kind), amount in loaded_movements.items():
+        before = (month - dt.timedelta(days=1)).replace(day=1)
+        tolerance = Fraction(mrr_lines[product, month] + mrr_lines[product, before], 200)
+        assert abs(Fraction(amount) - movements.get((product, month, kind), 0)) <= tolerance, (
+            product, month, kind)
+    assert sum(v for (_, _, kind), v in movements.items() if kind == "churn") < 0
+
+    states = expected_license_states(licenses)
+    loaded_states = dict(fetch(f"select license_ref, license_state from {marts}.dim_marketplace_licenses"))
+    assert loaded_states == states
+    assert Counter(states.values())["active_paid"] > 0
+    days = dict(fetch(f"select license_ref, days_to_expiry from {marts}.dim_marketplace_licenses"))
+    for row in licenses:
+        end = dt.date.fromisoformat(row["maintenanceEndDate"])
+        assert days[license_ref(row)] == (end - AS_OF).days
+
+    counts = {mart: fetch(f"select count(*) from {marts}.{mart}")[0][0] for mart in MARTS}
+    assert all(counts.values()), counts
+    heroku = dict(((p, r), n) for p, r, n in fetch(
+        f"select plan, region, installs from {marts}.fct_heroku_installs_by_plan_region"))
+    assert sum(heroku.values()) == SANDBOXES["heroku"]["apps"]
+    assert counts["fct_isvapp_feature_usage_monthly"] == SANDBOXES["isvapp"]["export_rows_per_month"]
+
+    return {
+        "revenue": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_revenue_monthly")),
+        "mrr": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_mrr")),
+        "licenses": sorted(rows(fetch, f"select license_ref, license_state, days_to_expiry, "
+                                       f"lifetime_vendor_amount, current_mrr from {marts}.dim_marketplace_licenses")),
+        "heroku": sorted(heroku.items()),
+    }
+
+
+RESULTS: dict[str, dict[str, list[tuple]]] = {}
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_taps_into_postgres_then_dbt_build() -> None:
+    connection = postgres_connection()
+    prefix = "dbt_chain"
+    for schema in (f"{prefix}_analytics", f"{prefix}_analytics_staging",
+                   f"{prefix}_analytics_snapshots",
+                   *(f"{prefix}_{tap.replace('-', '_')}" for *_, tap in isv_sandbox.VENDORS.values())):
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    env = base_env(
+        TARGET_POSTGRES_DATABASE=PG["dbname"], TARGET_POSTGRES_PASSWORD="postgres",
+        DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=f"{prefix}_analytics",
+        DBT_MARKETPLACE_SCHEMA=f"{prefix}_tap_marketplace", DBT_ISVAPP_SCHEMA=f"{prefix}_tap_isvapp",
+        DBT_HEROKU_SCHEMA=f"{prefix}_tap_heroku_vendor")
+    run_chain("target-postgres", env, lambda tap: f"{prefix}_{tap.replace('-', '_')}")
+
+    def fetch(sql: str) -> list[tuple]:
+        return connection.execute(sql).fetchall()
+
+    RESULTS["postgres"] = check_marts(fetch, f"{prefix}_analytics")
+    snapshot_rows = fetch(f"select count(*) from {prefix}_analytics_snapshots.snap_marketplace__licenses")[0][0]
+    assert snapshot_rows == len(sandbox_rows()[1])
+
+
+@pytest.mark.e2e
+def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    database = tmp_path / "warehouse.duckdb"
+    env = base_env(TARGET_DUCKDB_FILEPATH=str(database), DBT_DUCKDB_PATH=str(database),
+                   DBT_DUCKDB_SCHEMA="analytics")
+
+    def only_marketplace_loaded(vendor: str) -> None:
+        if vendor != "marketplace":
+            return
+        with duckdb.connect(str(database), read_only=True) as db:
+            for mart in MARTS:
+                count = db.execute(f"select count(*) from analytics.{mart}").fetchone()[0]
+                assert (count > 0) == mart.startswith(("fct_marketplace", "dim_marketplace")), mart
+
+    run_chain("target-duckdb", env, lambda tap: tap.replace("-", "_"), only_marketplace_loaded)
+    with duckdb.connect(str(database), read_only=True) as db:
+        def fetch(sql: str) -> list[tuple]:
+            return db.execute(sql).fetchall()
+
+        RESULTS["duckdb"] = check_marts(fetch, "analytics")
+        snapshot_rows = fetch("select count(*) from analytics_snapshots.snap_marketplace__transactions")[0][0]
+        assert snapshot_rows == SANDBOXES["marketplace"]["transactions"]
+    if "postgres" in RESULTS:
+        # The same data through both loaders and adapters: the same marts, to the cent.
+        assert RESULTS["duckdb"] == RESULTS["postgres"]

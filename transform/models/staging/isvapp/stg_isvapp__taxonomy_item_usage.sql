@@ -1,0 +1,21 @@
+{%- set columns = [
+    ['usage_month', 'date', "cast(reference_date || '-01' as date)"],
+    ['salesforce_account_id', 'text', 'salesforce_account_id'],
+    ['salesforce_account_name', 'text', 'salesforce_account_name'],
+    ['taxonomy_id', 'text', 'taxonomy_id'],
+    ['taxonomy_label', 'text', 'taxonomy_label'],
+    ['taxonomy_level_id', 'text', 'taxonomy_level_id'],
+    ['taxonomy_level_label', 'text', 'taxonomy_level_label'],
+    ['taxonomy_item_id', 'text', 'taxonomy_item_id'],
+    ['taxonomy_item_label', 'text', 'taxonomy_item_label'],
+    ['taxonomy_item_parent_item_id', 'text', 'taxonomy_item_parent_item_id'],
+    ['export_type', 'text', 'type'],
+    ['aggregation', 'text', 'aggregation'],
+    ['unique_users', 'bigint', 'unique_users'],
+    ['unique_users_internal', 'bigint', 'unique_users_internal'],
+    ['unique_users_external', 'bigint', 'unique_users_external'],
+    ['operations', 'bigint', 'operations'],
+    ['operations_internal', 'bigint', 'operations_internal'],
+    ['operations_external', 'bigint', 'operations_external'],
+] -%}
+{{ stage('isvapp', 'taxonomy_item_usage', columns, unique_key='usage_month, salesforce_account_id, taxonomy_item_id', order_by='usage_month') }}
