@@ -7,6 +7,7 @@ import typing as t
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_common.responses import IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import streams
 
@@ -18,6 +19,8 @@ class TapHerokuVendor(VendorTap):
     """Heroku add-on partner App Info API (`/vendor/apps`): installed apps and their details."""
 
     name = "tap-heroku-vendor"
+    error_envelope = IdMessageEnvelope()
+    basic_auth_settings = ("manifest_id", "manifest_password")
 
     config_jsonschema = th.PropertiesList(
         th.Property(
