@@ -62,7 +62,7 @@ TAP: dict[str, dict[str, t.Any]] = {
 }
 COMMON_TAP = {"retry_backoff_seconds": 0.01, "max_retries": 3, "request_timeout_seconds": 5}
 #: The request timeout of ``slow`` runs, whose stall lasts 2.5 times as long.
-SLOW_TIMEOUT_SECONDS = 0.25
+SLOW_TIMEOUT_SECONDS = 0.5
 #: Report streams read recent periods, not 2018.
 REPORTS = {"start_date": None, "report_history_days": 40, "aggregation": "month"}
 
