@@ -45,7 +45,9 @@ EXTRAS: dict[str, dict[str, t.Any]] = {
         "settings_group_validation": [["manifest_id", "manifest_password"],
                                       ["api", "oauth_client_secret", "installs"],
                                       ["api", "oauth_client_secret", "installs_file"]],
-        "select": ["apps.*", "app_info.*"],
+        # Customers' connection strings (config vars, the log drain URL with its token) are
+        # opt-in; the catalog marks them selected-by-default: false too.
+        "select": ["apps.*", "app_info.*", "!app_info.config", "!app_info.log_input_url"],
     },
     "tap-marketplace": {
         "label": "Atlassian Marketplace",
@@ -59,7 +61,8 @@ EXTRAS: dict[str, dict[str, t.Any]] = {
         "settings_group_validation": [["api_key"], ["client_id", "client_secret"]],
         # salesforce_account_summaries: one request per account at 2 requests/second
         # (~8 minutes per 1,000 accounts): opt in.
-        "select": ["*.*", "!salesforce_account_summaries.*"],
+        # exports.download_url carries the export's download key: opt in.
+        "select": ["*.*", "!salesforce_account_summaries.*", "!exports.download_url"],
     },
 }
 

@@ -36,6 +36,19 @@ class VendorRetriableError(RetriableAPIError):
     """A transient failure (429, 5xx) that is retried before it becomes fatal."""
 
 
+class PaginationError(FatalAPIError):
+    """Pages that cannot all be read: a next page already read, or an empty page with
+    more announced after it."""
+
+
+class NetworkError(FatalAPIError):
+    """The host could not be reached, or the connection broke, on every attempt."""
+
+
+class UnexpectedError(FatalAPIError):
+    """A failure the tap has no specific message for; the traceback is logged at DEBUG."""
+
+
 def vendor_message(response: requests.Response) -> str:
     """The vendor's own words from an error body, whatever envelope it uses.
 

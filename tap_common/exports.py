@@ -28,16 +28,29 @@ logger = logging.getLogger(__name__)
 _BLOCK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 
-PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
+PENDING, COMPLETED, FAILED, UNKNOWN = "pending", "completed", "failed", "unknown"
+#: Bodies up to this size that start like a JSON object are read whole before a
+#: download is handed on, to recognise the vendor's error envelope.
+SNIFF_BYTES = 64 * 1024
 
 
 @dataclass
 class ExportStatus:
     """One poll of an export, in the tap's terms plus the vendor's own status word."""
 
-    state: str  # PENDING, COMPLETED or FAILED
+    state: str  # PENDING, COMPLETED, FAILED or UNKNOWN
     vendor_status: str
     message: str | None = None
+    #: The vendor statuses the tap knows, for the message about one it does not.
+    known: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, vendor_status: t.Any, states: t.Mapping[str, str],
+           message: str | None = None) -> ExportStatus:
+        """The status word mapped by ``states`` (vendor status -> state); any other
+        word (or none) is UNKNOWN, which ``wait_for_export`` fails on at once."""
+        word = str(vendor_status) if vendor_status not in (None, "") else "(none)"
+        return cls(states.get(word, UNKNOWN), word, message, tuple(states))
 
 
 def wait_for_export(
@@ -59,6 +72,15 @@ def wait_for_export(
         if status.state == COMPLETED:
             logger.info("%s: export %s completed after %d polls", stream, export_id, polls)
             return status
+        if status.state == UNKNOWN:
+            msg = (
+                f"{stream}: export {export_id} has status {status.vendor_status!r}, which the "
+                f"tap does not know (known: {', '.join(status.known) or 'none'}); failing now "
+                "rather than waiting for it to change"
+            )
+            if status.message:
+                msg += f"; the vendor says: {status.message}"
+            raise ExportFailedError(msg)
         if status.state == FAILED:
             msg = (
                 f"{stream}: export {export_id} ended with status {status.vendor_status}: "
@@ -77,16 +99,64 @@ def wait_for_export(
         sleep(min(interval_seconds, remaining))
 
 
+def body_reader(response: requests.Response) -> io.BufferedReader:
+    """The raw body as one buffered byte stream per response (what was peeked stays)."""
+    reader = getattr(response, "_body_reader", None)
+    if reader is None:
+        response.raw.decode_content = True
+        # urllib3 closes the raw stream at EOF, which io.BufferedReader treats as an error.
+        response.raw.auto_close = False
+        reader = io.BufferedReader(response.raw, buffer_size=_BLOCK)  # type: ignore[arg-type]
+        response._body_reader = reader  # type: ignore[attr-defined]  # noqa: SLF001
+    return reader
+
+
+def sniff_small_json(response: requests.Response) -> t.Any:
+    """A streamed body that is one small JSON value (an error envelope where a file was
+    expected), decoded; None for anything else. The body stays readable from its start.
+    """
+    reader = body_reader(response)
+    if reader.peek(1).lstrip()[:1] != b"{":
+        return None
+    head = reader.read(SNIFF_BYTES + 1)
+    replay = io.BufferedReader(_Replay(head, reader), buffer_size=_BLOCK)  # type: ignore[arg-type]
+    response._body_reader = replay  # type: ignore[attr-defined]  # noqa: SLF001
+    if len(head) > SNIFF_BYTES:
+        return None
+    try:
+        return orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None
+
+
+class _Replay(io.RawIOBase):
+    """Bytes already read, then the rest of the stream they came from."""
+
+    def __init__(self, head: bytes, rest: io.BufferedReader) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: t.Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read1(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def open_body(response: requests.Response) -> io.BufferedReader:
     """The response body as a buffered byte stream, gunzipped if it is a gzip file.
 
     ``Content-Encoding: gzip`` is undone by urllib3; a body that is itself a ``.gz``
     file is recognised by its magic bytes.
     """
-    response.raw.decode_content = True
-    # urllib3 closes the raw stream at EOF, which io.BufferedReader treats as an error.
-    response.raw.auto_close = False
-    raw = io.BufferedReader(response.raw, buffer_size=_BLOCK)  # type: ignore[arg-type]
+    raw = body_reader(response)
     if raw.peek(2)[:2] == _GZIP_MAGIC:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=_BLOCK)  # type: ignore[arg-type]
     return raw
@@ -112,20 +182,38 @@ class ExportFile:
                     raise PayloadError(msg) from None
 
     def json_array_rows(self, wrapper_key: str | None = None) -> t.Iterator[dict]:
-        """Elements of a top-level JSON array, or of ``{wrapper_key: [...]}``."""
+        """Elements of a top-level JSON array, or of ``{wrapper_key: [...]}``.
+
+        Anything else (an object where the array should be, an object without the
+        wrapper key, text) is an error naming what was expected, never zero rows.
+        """
         count = 0
         # Opening reads the first block, so a connection that drops there is caught too.
         with self._read_errors(lambda: f"after element {count}"):
             body = open_body(self.response)
-            head = body.peek(64).lstrip()[:1]
-            prefix = f"{wrapper_key}.item" if head == b"{" and wrapper_key else "item"
+            start = body.peek(64).lstrip()
+            head = start[:1]
+            wrapped = None
+            if head == b"{" and wrapper_key:
+                wrapped = _WrappedArray(body, wrapper_key)
+                elements = ijson.items(wrapped.events(), f"{wrapper_key}.item")
+            elif head == b"[":
+                elements = ijson.items(body, "item", use_float=True)
+            else:
+                found = "a JSON object" if head == b"{" else f"a body starting {start[:24]!r}"
+                raise PayloadError(f"{self.where}: expected a JSON array, got {found}")
             try:
-                for count, row in enumerate(ijson.items(body, prefix, use_float=True), 1):  # noqa: B007
+                for count, row in enumerate(elements, 1):  # noqa: B007
                     yield row
             except ijson.common.IncompleteJSONError as exc:
                 msg = (f"{self.where}: the JSON array is cut short or malformed after "
                        f"element {count} (byte {body.tell() if body.seekable() else '?'}): {exc}")
                 raise PayloadError(msg) from None
+            if wrapped is not None and not wrapped.found:
+                keys = ", ".join(wrapped.keys[:8]) or "none"
+                msg = (f"{self.where}: expected a JSON array under {wrapper_key!r}, got a JSON "
+                       f"object without it (keys: {keys})")
+                raise PayloadError(msg)
 
     def csv_rows(self, required_columns: t.Sequence[str] = ()) -> t.Iterator[dict[str, str]]:
         """Rows of a CSV file with a header row, read by column name.
@@ -192,6 +280,27 @@ class _LastLine:
         for line in self._lines:
             self.ended = line.endswith(("\n", "\r"))
             yield line
+
+
+class _WrappedArray:
+    """Parse events of ``{key: [...], …}``, noting whether ``key`` held an array."""
+
+    def __init__(self, body: t.Any, key: str) -> None:
+        self.body = body
+        self.key = key
+        self.found = False
+        self.keys: list[str] = []
+
+    def events(self) -> t.Iterator[tuple]:
+        parsed = ijson.parse(self.body, use_float=True)
+        for prefix, event, value in parsed:
+            if prefix == "" and event == "map_key":
+                self.keys.append(str(value))
+            yield prefix, event, value
+            if prefix == self.key and event == "start_array":
+                self.found = True
+                yield from parsed  # the rest passes straight through
+                return
 
 
 class _ReadErrors:

@@ -1,11 +1,16 @@
-"""The base tap: settings every vendor tap shares, one throttle, one authenticator."""
+"""The base tap: settings every vendor tap shares, one throttle, one authenticator,
+secrets kept out of every log, and a run that ends with one line when it fails."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import signal
 import sys
 import typing as t
 from functools import cached_property
 
+import click
 from jsonschema import ValidationError
 from singer_sdk import Tap
 from singer_sdk.plugin_base import JSONSchemaValidator
@@ -13,9 +18,14 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
+from tap_common import redact, writer
 from tap_common.auth import HostBoundAuth
 from tap_common.ratelimit import RequestThrottle
+from tap_common.responses import ErrorEnvelope
 from tap_common.writer import OrjsonSingerWriter
+
+if t.TYPE_CHECKING:
+    from types import FrameType
 
 COMMON_SETTINGS = th.PropertiesList(
     th.Property(
@@ -44,7 +54,31 @@ COMMON_SETTINGS = th.PropertiesList(
             "120 s). A Retry-After header from the vendor takes precedence."
         ),
     ),
+    th.Property(
+        "max_retry_after_seconds",
+        th.NumberType,
+        default=300,
+        description=(
+            "Longest wait a Retry-After header may ask for; a longer one fails the run at "
+            "once, naming the wait, instead of sleeping through it."
+        ),
+    ),
 )
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGINT arrived: unwind (not an Exception, so nothing swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
 
 
 def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
@@ -75,6 +109,33 @@ class VendorTap(Tap):
 
     #: Default for the ``requests_per_second`` setting (None: unthrottled).
     default_requests_per_second: t.ClassVar[float | None] = None
+    #: The vendor's error body, recognised on any status (200 included).
+    error_envelope: t.ClassVar[ErrorEnvelope] = ErrorEnvelope()
+    #: Settings sent together as HTTP Basic credentials (user, password): their
+    #: encoded form is kept out of logs like the password itself.
+    basic_auth_settings: t.ClassVar[tuple[str, str] | None] = None
+    #: Regexes of URL path segments that work as credentials (group ``secret``).
+    signed_paths: t.ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        redact.install()
+        super().__init__(*args, **kwargs)
+        self.protect_secrets()
+
+    def protect_secrets(self) -> None:
+        """Register what must never appear in a log line: secret settings, their Basic
+        auth encoding, signed path segments; and filter every log handler."""
+        properties = self.config_jsonschema.get("properties", {})
+        for name, prop in properties.items():
+            if prop.get("secret") and self.config.get(name):
+                redact.REDACTOR.add_secret(self.config[name])
+        if self.basic_auth_settings:
+            user, password = (self.config.get(n) for n in self.basic_auth_settings)
+            if user and password:
+                redact.REDACTOR.add_secret(base64.b64encode(f"{user}:{password}".encode()).decode())
+        for pattern in self.signed_paths:
+            redact.REDACTOR.add_signed_path(pattern)
+        redact.install()
 
     def credential_hint(self, status: int) -> str:
         """What a 401/403 means for this vendor's credentials, without their values."""
@@ -117,12 +178,46 @@ class VendorTap(Tap):
             raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
         return errors
 
+    def sync_all(self) -> None:
+        writer.forget_last_state()
+        super().sync_all()
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # type: ignore[override]
+        # The SDK writes the live state and exits 0, which tells a scheduler the run
+        # succeeded. Unwind instead; invoke() ends the run with the last safe STATE.
+        raise Terminated(signum)
+
     @classmethod
     def invoke(cls, *args: t.Any, **kwargs: t.Any) -> None:  # type: ignore[override]
-        """Run the tap; a vendor failure ends it with one error line and exit code 1."""
-        try:
+        """Run the tap. Whatever goes wrong ends it with one error line (never a
+        traceback, which is logged at DEBUG, redacted) and a non-zero exit code."""
+        with cls._one_line_on_failure():
             super().invoke(*args, **kwargs)
-        except (FatalAPIError, RetriableAPIError) as exc:
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:  # type: ignore[override]
+        """``--test``, with failures reported like a run's."""
+        with cls._one_line_on_failure():
+            super().cb_test(ctx, param, value)
+
+    @classmethod
+    @contextlib.contextmanager
+    def _one_line_on_failure(cls) -> t.Iterator[None]:
+        redact.install()
+        try:
+            yield
+        except Terminated as stop:
+            written = writer.write_last_state_again()
+            cls.logger.error(  # noqa: TRY400
+                "%s: stopped by %s; %s", cls.name, stop.signal_name,
+                "the last STATE (written again above) covers only records written before it"
+                if written else "no STATE had been written yet")
+            sys.exit(128 + stop.signum)
+        except (ConfigValidationError, click.exceptions.Exit, click.exceptions.ClickException):
+            raise  # the SDK reports each config error on its own line
+        except Exception as exc:  # noqa: BLE001
             cls.logger.debug("Traceback of the failure", exc_info=True)
-            cls.logger.error("%s", exc)  # noqa: TRY400
+            line = str(exc) if isinstance(exc, (FatalAPIError, RetriableAPIError)) \
+                else f"{cls.name}: {type(exc).__name__}: {exc}"
+            cls.logger.error("%s", redact.redact(line))  # noqa: TRY400
             sys.exit(1)

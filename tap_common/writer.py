@@ -15,9 +15,11 @@ import typing as t
 
 import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
-from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
+from singer_sdk.singerlib.encoding.simple import Message, RecordMessage, StateMessage
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+#: The last STATE line written (as written: the state dict itself keeps changing).
+_last_state: bytes | None = None
 
 
 def _default(value: t.Any) -> t.Any:
@@ -35,10 +37,30 @@ class OrjsonSingerWriter(GenericSingerWriter[bytes, Message]):
         return orjson.dumps(message.to_dict(), default=_default, option=_OPTIONS)
 
     def write_message(self, message: Message) -> None:
+        global _last_state  # noqa: PLW0603
         if type(message) is RecordMessage:
             write_record(message.stream, message.record, message.version, message.time_extracted)
             return
-        _write(self.serialize_message(message), flush=True)
+        line = self.serialize_message(message)
+        if type(message) is StateMessage:
+            _last_state = line
+        _write(line, flush=True)
+
+
+def forget_last_state() -> None:
+    """A new run starts: no STATE written yet."""
+    global _last_state  # noqa: PLW0603
+    _last_state = None
+
+
+def write_last_state_again() -> bool:
+    """Write the last STATE line once more, after every record written so far (what a
+    run that is stopped ends with). False if no STATE was written yet."""
+    if _last_state is None:
+        sys.stdout.flush()
+        return False
+    _write(_last_state, flush=True)
+    return True
 
 
 def write_record(stream: str, record: dict, version: int | None,

@@ -68,6 +68,8 @@ class AppInfoStream(VendorRESTStream):
     schema = StreamSchema(SCHEMAS)
     # An app deprovisioned between the listing and this call answers 404.
     tolerated_statuses = frozenset({404})
+    # Customers' connection strings (config vars, the log drain URL with its token).
+    unselected_by_default = ("config", "log_input_url")
 
     def get_new_paginator(self) -> None:
         return None

@@ -15,6 +15,7 @@ from singer_sdk.authenticators import BasicAuthenticator
 
 from tap_common.auth import origin
 from tap_common.ratelimit import RequestThrottle
+from tap_common.responses import IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
@@ -28,6 +29,8 @@ class TapHerokuVendor(VendorTap):
     """Heroku add-on partner APIs: the legacy App Info API or the Platform API for Partners."""
 
     name = "tap-heroku-vendor"
+    error_envelope = IdMessageEnvelope()
+    basic_auth_settings = ("manifest_id", "manifest_password")
 
     config_jsonschema = th.PropertiesList(
         th.Property(

@@ -20,6 +20,7 @@ from singer_sdk.helpers._util import utc_now
 from tap_common.auth import HostBoundAuth, origin
 from tap_common.client import VendorRESTStream
 from tap_common.errors import AuthenticationError, PayloadError, VendorRetriableError
+from tap_common.redact import REDACTOR
 
 if t.TYPE_CHECKING:
     import requests
@@ -62,6 +63,7 @@ class ClientCredentialsToken(OAuthAuthenticator):
                    f"access_token (fields: {sorted(payload) if isinstance(payload, dict) else type(payload).__name__})")
             raise PayloadError(msg)
         self.access_token = payload["access_token"]
+        REDACTOR.add_secret(self.access_token)
         expires_in = payload.get("expires_in") or self._default_expiration
         self.expires_in = int(float(expires_in))
         self.last_refreshed = requested_at
@@ -165,7 +167,8 @@ class IsvappStream(VendorRESTStream):
             requested_at = utc_now()
             response = self.send("POST", TOKEN_PATH, data=token.oauth_request_body,
                                  auth=self._tap.credentials.client_auth)
-            token.store(self.decode_json(response), requested_at=requested_at)
+            token.store(self.decode_json(response, "$", fields=("access_token",)),
+                        requested_at=requested_at)
         finally:
             token.fetching = False
         self.logger.info("%s: new OAuth2 token for scope %s (valid %s s)",

@@ -119,6 +119,8 @@ class ExportsStream(IsvappStream):
     oauth_scope = "exports"
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    # A completed export's URL with its download key in the path.
+    unselected_by_default = ("download_url",)
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         rows = list(super().parse_response(response))
@@ -209,7 +211,8 @@ class TaxonomyItemUsageStream(IsvappStream):
         fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
         export = self.resumable_export(fingerprint)
         if export is None:
-            export = self.decode_json(self.send("POST", self.path, json=body))["data"]
+            export = self.decode_json(self.send("POST", self.path, json=body), "$.data",
+                                      fields=("id", "url"))
             self.logger.info("%s: requested export %s (timeframe %s)",
                              self.name, export["id"], body["timeframe"])
             self.remember_in_flight(export, fingerprint)
@@ -217,10 +220,9 @@ class TaxonomyItemUsageStream(IsvappStream):
 
         def poll() -> ExportStatus:
             nonlocal latest
-            latest = self.decode_json(self.send("GET", export["url"]))["data"]
-            status = str(latest.get("status"))
-            return ExportStatus(EXPORT_STATES.get(status, PENDING), status,
-                                latest.get("error_message"))
+            latest = self.decode_json(self.send("GET", export["url"]), "$.data")
+            return ExportStatus.of(latest.get("status"), EXPORT_STATES,
+                                   latest.get("error_message"))
 
         wait_for_export(stream=self.name, export_id=export["id"], poll=poll,
                         interval_seconds=float(self.config.get("export_poll_interval_seconds", 10)),
@@ -239,7 +241,8 @@ class TaxonomyItemUsageStream(IsvappStream):
                              "requesting a new one", self.name, saved["id"], expires_at)
             return None
         try:
-            export = self.decode_json(self.send("GET", saved["url"]))["data"]
+            export = self.decode_json(self.send("GET", saved["url"]), "$.data",
+                                      fields=("id", "url"))
         except VendorAPIError as exc:
             self.logger.warning("%s: cannot resume export %s (%s); requesting a new one",
                                 self.name, saved["id"], exc)
@@ -372,6 +375,8 @@ class SignedUrls:
     younger than 15 minutes less a margin.
     """
 
+    path = "/api/v1/requests/downloads"
+
     def __init__(self, fetch: t.Callable[[list[str]], dict[str, str]],
                  clock: t.Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
@@ -392,8 +397,13 @@ class SignedUrls:
         else:
             batch = [request_id]
         fetched_at = self._clock()
-        for rid, url in self._fetch(batch).items():
+        fetched = self._fetch(batch)
+        for rid, url in fetched.items():
             self._urls[rid] = (url, fetched_at)
+        if request_id not in fetched:
+            msg = (f"package_usage_logs: POST {self.path} gave no download URL for request "
+                   f"{request_id} (asked for {len(batch)}, got {len(fetched)})")
+            raise PayloadError(msg)
         return self._urls[request_id][0]
 
     def forget(self, request_id: str) -> None:
@@ -436,7 +446,8 @@ class PackageUsageLogsStream(IsvappStream):
 
     def fetch_signed_urls(self, request_ids: list[str]) -> dict[str, str]:
         response = self.send("POST", self.path, json={"request_ids": request_ids})
-        data = self.decode_json(response).get("data") or []
+        data = self.decode_json(response, "$.data[*]",
+                                fields=("request_id", "original_file_url"))
         return {item["request_id"]: item["original_file_url"] for item in data}
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:

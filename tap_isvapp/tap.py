@@ -9,6 +9,7 @@ from functools import cached_property
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_common.responses import SuccessFlagEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_isvapp import streams
 from tap_isvapp.client import IsvappCredentials
@@ -33,6 +34,10 @@ class TapIsvapp(VendorTap):
 
     name = "tap-isvapp"
     default_requests_per_second = ISVAPP_REQUESTS_PER_SECOND
+    error_envelope = SuccessFlagEnvelope()
+    basic_auth_settings = ("client_id", "client_secret")
+    #: An export's download URL works without credentials: its last segment is the key.
+    signed_paths = (r"/download/(?P<secret>[A-Za-z0-9_.~%+=-]+)",)
 
     config_jsonschema = th.PropertiesList(
         th.Property(

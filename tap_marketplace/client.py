@@ -36,7 +36,9 @@ if t.TYPE_CHECKING:
 REPORTING = "/rest/3/reporting/developer-space/{developerId}"
 #: Largest page the offset endpoints serve.
 OFFSET_PAGE_SIZE = 50
-EXPORT_PENDING_STATUSES = frozenset({"QUEUED", "IN_PROGRESS"})
+#: Export statuses Atlassian documents (reference §6); any other fails the run at once.
+EXPORT_STATES = {"QUEUED": PENDING, "IN_PROGRESS": PENDING, "COMPLETED": COMPLETED,
+                 "FAILED": FAILED}
 
 
 def api_href(href: str) -> str:
@@ -304,6 +306,8 @@ class ReportingStream(MarketplaceStream):
     collection_key: t.ClassVar[str] = ""
     #: For rows without an id: this field gets their content key (``OccurrenceKeys``).
     content_key_field: t.ClassVar[str | None] = None
+    # The spec types some collections as one object (licenses): accept both.
+    records_may_be_one_object = True
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -327,14 +331,6 @@ class ReportingStream(MarketplaceStream):
         params.update(self._current_query)
         params.update(offset=0, limit=OFFSET_PAGE_SIZE)
         return params
-
-    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
-        # The spec types some collections as one object (licenses): accept both.
-        payload = self.decode_json(response)
-        rows = payload.get(self.collection_key) if isinstance(payload, dict) else payload
-        if isinstance(rows, dict):
-            rows = [rows]
-        yield from rows or []
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # Raw rows: the SDK applies ``post_process`` to each.
@@ -388,7 +384,7 @@ class ExportableReportingStream(ReportingStream):
         params.update(query, accept="json")
         started = self.send("POST", self.url_for(self.export_path, context), params=params,
                             json={})
-        body = self.decode_json(started)
+        body = self.decode_json(started, "$")
         export_id = str((body.get("export") or {}).get("id") or "(no id)")
         links = body.get("_links") or {}
         status_href, download_href = link_href(links, "status"), link_href(links, "download")
@@ -418,12 +414,7 @@ class ExportableReportingStream(ReportingStream):
 
     def export_status(self, status_url: str) -> ExportStatus:
         response = self.send("GET", status_url)
-        export = (self.decode_json(response) or {}).get("export") or {}
-        vendor_status = str(export.get("status") or "UNKNOWN")
-        if vendor_status == "COMPLETED":
-            return ExportStatus(COMPLETED, vendor_status)
-        if vendor_status in EXPORT_PENDING_STATUSES:
-            return ExportStatus(PENDING, vendor_status)
+        export = self.decode_json(response, "$.export")
         message = next((str(export[k]) for k in ("message", "errorMessage", "error", "reason")
                         if export.get(k)), None)
-        return ExportStatus(FAILED, vendor_status, message)
+        return ExportStatus.of(export.get("status"), EXPORT_STATES, message)

@@ -13,6 +13,7 @@ from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
 from tap_common.errors import VendorAPIError
+from tap_common.responses import ErrorsListEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
 
@@ -39,6 +40,8 @@ class TapMarketplace(VendorTap):
     """Atlassian Marketplace API v3: reporting for a developer space, and its catalog."""
 
     name = "tap-marketplace"
+    error_envelope = ErrorsListEnvelope()
+    basic_auth_settings = ("username", "api_token")
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -222,7 +225,7 @@ class TapMarketplace(VendorTap):
             if self._developer_id is None:
                 vendor_id = self.config["vendor_id"]
                 response = stream.send("GET", f"/rest/3/developer-space/vendor/{vendor_id}")
-                resolved = (stream.decode_json(response) or {}).get("developerId")
+                resolved = stream.decode_json(response, "$").get("developerId")
                 if not resolved:
                     msg = (f"{stream.name}: /rest/3/developer-space/vendor/{vendor_id} gave no "
                            "developerId; check `vendor_id`")

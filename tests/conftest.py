@@ -51,3 +51,31 @@ def isvapp(sandboxes):
 @pytest.fixture
 def marketplace(sandboxes):
     return functools.partial(sandboxes, "marketplace")
+
+
+# -- the fault matrix: its size in the header, its run time in the summary -----------------
+
+
+def pytest_report_header(config):
+    import fault_matrix
+
+    return fault_matrix.summary()
+
+
+def pytest_terminal_summary(terminalreporter):
+    reports = [report for outcome in terminalreporter.stats.values() for report in outcome
+               if hasattr(report, "when") and hasattr(report, "duration")
+               and report.nodeid.startswith("tests/test_fault_matrix.py::test_fault_matrix[")]
+    if not reports:
+        return
+    seconds = sum(report.duration for report in reports)
+    outcomes = {}
+    for report in reports:
+        if report.when == "call" or report.outcome != "passed":
+            outcomes[report.nodeid] = getattr(report, "wasxfail", None) and "xfailed" or report.outcome
+    counts = {}
+    for outcome in outcomes.values():
+        counts[outcome] = counts.get(outcome, 0) + 1
+    terminalreporter.write_line(
+        f"fault matrix: {len(outcomes)} pairs in {seconds:.1f} s ("
+        + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) + ")")

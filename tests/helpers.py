@@ -6,12 +6,15 @@ import base64
 import datetime as dt
 import io
 import json
+import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
 import typing as t
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,16 +101,22 @@ def select_only(tap: t.Any, names: set[str]) -> None:
         stream.selected = stream.name in names
 
 
-def catalog_selecting(tap_class: type, config: dict, names: t.Iterable[str]) -> dict:
-    """A catalog from discovery with only ``names`` selected."""
+def catalog_selecting(tap_class: type, config: dict, names: t.Iterable[str] | None = None,
+                      *, fields: t.Mapping[str, t.Iterable[str]] | None = None) -> dict:
+    """A catalog from discovery with only ``names`` selected (None: as discovered), and
+    ``fields`` ({stream: [field, …]}) selected explicitly (opting in to fields that are
+    not selected by default)."""
     tap = tap_class(config=config, parse_env_config=False, validate_config=False)
     catalog = tap.catalog_dict
-    wanted = set(names)
+    wanted = set(names) if names is not None else None
+    opted_in = {stream: set(names) for stream, names in (fields or {}).items()}
     for entry in catalog["streams"]:
-        selected = entry["tap_stream_id"] in wanted
+        stream = entry["tap_stream_id"]
         for item in entry["metadata"]:
-            if item["breadcrumb"] == []:
-                item["metadata"]["selected"] = selected
+            if item["breadcrumb"] == [] and wanted is not None:
+                item["metadata"]["selected"] = stream in wanted
+            elif item["breadcrumb"][-1:] and item["breadcrumb"][-1] in opted_in.get(stream, ()):
+                item["metadata"]["selected"] = True
     return catalog
 
 
@@ -132,6 +141,85 @@ def run_cli(executable: str, config: dict, *args: str, state: dict | None = None
     output = SyncOutput(parse_messages(process.stdout), process.stderr, process.returncode)
     output.stdout = process.stdout  # type: ignore[attr-defined]
     return output
+
+
+def run_in_process(tap_class: t.Any, config: dict, *args: str, state: dict | None = None,
+                   catalog: dict | None = None, debug: bool = False) -> SyncOutput:
+    """The tap's command line (``TapX.cli``: logging setup, invoke, exit code), run in
+    this process: what the console script does, without starting Python again.
+    stdout and stderr are captured; the exit code is ``returncode``."""
+    level = "DEBUG" if debug else "INFO"
+    env_names = ("LOGLEVEL", f"{tap_class.name.upper().replace('-', '_')}_LOGLEVEL")
+    saved_env = {name: os.environ.get(name) for name in env_names}
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved_hook = sys.excepthook
+    stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        arguments = ["--config", str(Path(tmp, "config.json")), *args]
+        Path(tmp, "config.json").write_text(json.dumps(config))
+        for name, value in (("state", state), ("catalog", catalog)):
+            if value is not None:
+                Path(tmp, f"{name}.json").write_text(json.dumps(value))
+                arguments += [f"--{name}", str(Path(tmp, f"{name}.json"))]
+        try:
+            os.environ.update(dict.fromkeys(env_names, level))
+            # Only the tap's own handler: pytest's capture handlers would format every
+            # DEBUG record again (and that costs more than the run).
+            root.handlers[:] = []
+            with redirect_stdout(stdout), redirect_stderr(stderr):
+                command = tap_class.cli  # sets up logging to this stderr; a click command
+                try:
+                    command.main(args=arguments, prog_name=tap_class.name,
+                                 standalone_mode=False)
+                except SystemExit as exit_:
+                    code = exit_.code
+                    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+        finally:
+            root.handlers[:] = saved_handlers
+            root.setLevel(saved_level)
+            for sig, handler in saved_signals.items():
+                signal.signal(sig, handler)
+            sys.excepthook = saved_hook
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    output = SyncOutput(parse_messages(stdout.getvalue()), stderr.getvalue(), returncode)
+    output.stdout = stdout.getvalue()  # type: ignore[attr-defined]
+    return output
+
+
+_LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ \| (\w+)\s*\|")
+
+
+def log_records(stderr: str) -> list[tuple[str, str]]:
+    """(level, text) of each log record in a tap's stderr; a record's continuation lines
+    (a traceback) belong to it. Text that is not part of any record is level ``""``."""
+    records: list[tuple[str, str]] = []
+    for line in stderr.splitlines():
+        match = _LOG_LINE_RE.match(line)
+        if match:
+            records.append((match.group(1), line))
+        elif records and records[-1][0]:
+            records[-1] = (records[-1][0], records[-1][1] + "\n" + line)
+        else:
+            records.append(("", line))
+    return records
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The ERROR and CRITICAL records of a tap's stderr."""
+    return [text for level, text in log_records(stderr) if level in ("ERROR", "CRITICAL")]
+
+
+def tracebacks_shown(stderr: str) -> list[str]:
+    """Tracebacks outside DEBUG records (what a user at the default level would see)."""
+    return [text for level, text in log_records(stderr)
+            if level != "DEBUG" and "Traceback (most recent call last)" in text]
 
 
 def run_at_debug(executable: str, config: dict, **kwargs: t.Any) -> SyncOutput:

@@ -244,3 +244,127 @@ def test_zlib_stream_gzip_is_recognised(host):
     compressor = zlib.compressobj(wbits=31)
     body = compressor.compress(ndjson(10)) + compressor.flush()
     assert len(list(ExportFile(fetch(host, "z.gz", body), stream="s", export="x").ndjson_rows())) == 10
+
+
+# -- what answers must look like (tap_common.responses) ----------------------------------------
+
+
+def test_error_envelopes_of_each_vendor_and_nothing_else():
+    from tap_common.responses import ErrorsListEnvelope, IdMessageEnvelope, SuccessFlagEnvelope
+
+    isvapp, atlassian, heroku = SuccessFlagEnvelope(), ErrorsListEnvelope(), IdMessageEnvelope()
+    assert isvapp.message({"error": "Bad window", "success": False}) == "Bad window"
+    assert isvapp.message({"data": [], "success": True}) is None
+    assert atlassian.message({"errors": [{"message": "a"}, {"code": "X", "detail": "b"}]}) == "a; X: b"
+    assert atlassian.message({"errors": [], "items": []}) is None
+    assert heroku.message({"id": "not_found", "message": "App not found."}) == "App not found. (not_found)"
+    # An app's own "id" comes with other fields: not an error.
+    assert heroku.message({"id": "app1@heroku.com", "message": "hi", "name": "app"}) is None
+    assert isvapp.is_transient({}, "Database temporarily unavailable")
+    assert not isvapp.is_transient({}, "Export configuration is invalid")
+    assert atlassian.is_transient({"errors": [{"status": "503", "title": "x"}]}, "x")
+
+
+@pytest.mark.parametrize(("payload", "path", "message"), [
+    ({"data": {"a": 1}}, "$.data[*]", "expected a JSON array under 'data', got a JSON object (keys: a)"),
+    ({"result": []}, "$.data[*]", "got a JSON object (keys: result) without 'data'"),
+    ([1], "$", "expected a JSON object as the body, got a JSON array of 1"),
+    ({"items": [{}]}, "$[*]", "expected a JSON array as the body, got a JSON object (keys: items)"),
+    ({"data": [{"id": 1}, "x"]}, "$.data[*]", "element 1 is a JSON string"),
+    ({"data": {"url": "u"}}, "$.data", "has no 'id' (a JSON object (keys: url))"),
+])
+def test_locate_names_what_was_expected_and_what_came(payload, path, message):
+    from tap_common.responses import locate
+
+    with pytest.raises(PayloadError) as raised:
+        locate(payload, path, where="s: HTTP 200 from GET /p", fields=("id",) if path == "$.data" else ())
+    assert str(raised.value).startswith("s: HTTP 200 from GET /p: ")
+    assert message in str(raised.value)
+
+
+def test_locate_returns_the_records():
+    from tap_common.responses import locate
+
+    assert locate({"data": [{"a": 1}]}, "$.data[*]", where="w") == [{"a": 1}]
+    assert locate({"licenses": {"a": 1}}, "$.licenses[*]", where="w", one_as_many=True) == [{"a": 1}]
+    assert locate({"export": {"status": "X"}}, "$.export", where="w") == {"status": "X"}
+
+
+def test_unknown_export_status_fails_at_once():
+    status = ExportStatus.of("CANCELLED", {"PENDING": PENDING, "COMPLETED": COMPLETED}, "by admin")
+    with pytest.raises(ExportFailedError, match=(
+            r"s: export e4 has status 'CANCELLED', which the tap does not know \(known: "
+            r"PENDING, COMPLETED\); failing now .*; the vendor says: by admin")):
+        wait_for_export(stream="s", export_id="e4", poll=lambda: status, interval_seconds=60,
+                        timeout_seconds=600, sleep=pytest.fail)
+    assert ExportStatus.of(None, {"PENDING": PENDING}).vendor_status == "(none)"
+
+
+def test_json_array_download_that_is_an_object_fails_instead_of_giving_no_rows(host):
+    single = fetch(host, "object.json", b'{"items": [{"id": 1}]}')
+    with pytest.raises(PayloadError, match="s: export x: expected a JSON array, got a JSON object"):
+        list(ExportFile(single, stream="s", export="x").json_array_rows())
+    renamed = fetch(host, "renamed.json", b'{"total": 1, "rows": [{"id": 1}]}')
+    with pytest.raises(PayloadError, match=(r"expected a JSON array under 'things', got a JSON "
+                                            r"object without it \(keys: total, rows\)")):
+        list(ExportFile(renamed, stream="s", export="x").json_array_rows("things"))
+    html = fetch(host, "page.html", b"<html>maintenance</html>")
+    with pytest.raises(PayloadError, match="expected a JSON array, got a body starting b'<html>"):
+        list(ExportFile(html, stream="s", export="x").json_array_rows())
+
+
+def test_a_sniffed_download_is_still_read_from_its_start(host):
+    from tap_common.exports import sniff_small_json
+
+    wrapped = json.dumps({"things": [{"n": i} for i in range(10000)]}).encode()  # > 64 KiB
+    response = fetch(host, "big-wrapped.json", wrapped)
+    assert sniff_small_json(response) is None
+    assert len(list(ExportFile(response, stream="s", export="x").json_array_rows("things"))) == 10000
+    small = fetch(host, "envelope.json", b'{"errors": [{"message": "gone"}]}')
+    assert sniff_small_json(small) == {"errors": [{"message": "gone"}]}
+
+
+# -- secrets (tap_common.redact) ----------------------------------------------------------------
+
+
+def test_redaction_of_urls_headers_tokens_and_registered_secrets():
+    from tap_common.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add_secret("hunter2-manifest-password")
+    redactor.add_signed_path(r"/download/(?P<secret>[A-Za-z0-9_-]+)")
+    cases = {
+        "GET http://127.0.0.2:5/files/r.csv.gz?expires=17&signature=ab12 failed":
+            "GET http://127.0.0.2:5/files/r.csv.gz?<redacted> failed",
+        "Max retries exceeded with url: /files/r.csv.gz?expires=17&signature=ab12 (Caused by X)":
+            "Max retries exceeded with url: /files/r.csv.gz?<redacted> (Caused by X)",
+        "ParseResult(scheme='http', path='/x', query='cursor=abc&limit=5', fragment='')":
+            "ParseResult(scheme='http', path='/x', query='<redacted>', fragment='')",
+        "GET /api/v1/exports/e1/download/Zx_9-tok: refused": "GET /api/v1/exports/e1/download/<redacted>: refused",
+        "{'Authorization': 'Basic dXNlcjpwYXNz', 'Accept': '*/*'}":
+            "{'Authorization': '<redacted>', 'Accept': '*/*'}",
+        "sent Bearer abcdefghijklmnop": "sent Bearer <redacted>",
+        "https://token:t.0f1e2d@1.us.logplex.io/logs": "https://<redacted>@1.us.logplex.io/logs",
+        '{"access_token": "tok-123456", "expires_in": 3600}': '{"access_token": "<redacted>", "expires_in": 3600}',
+        "password was hunter2-manifest-password": "password was <redacted>",
+        "what? nothing=here": "what? nothing=here",
+    }
+    for text, expected in cases.items():
+        assert redactor.redact(text) == expected, text
+
+
+def test_redacting_filter_rewrites_message_arguments_and_traceback():
+    import logging
+
+    from tap_common.redact import REDACTOR, RedactingFilter
+
+    REDACTOR.add_secret("filter-test-secret-value")
+    try:
+        raise ConnectionError("GET /files/a?signature=deadbeef: filter-test-secret-value")
+    except ConnectionError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed: %s", (
+            "url?expires=1&signature=feed",), exc_info=sys.exc_info())
+    RedactingFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "signature=" not in text and "filter-test-secret-value" not in text
+    assert "failed: url?<redacted>" in text and "Traceback (most recent call last)" in text

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
-from helpers import LAST_MONTH
+from helpers import LAST_MONTH, REPO
+from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 from isv_sandbox.marketplace import MarketplaceSettings, Query
 from test_meltano_e2e import PG, meltano, postgres_connection
 
@@ -40,8 +41,6 @@ SANDBOXES: dict[str, dict[str, t.Any]] = {
                "export_pending_seconds": 0.1, "historical_exports": 1},
     "heroku": {"apps": 40, "deprovisioned_every": 9},
 }
-#: Integer settings only: Meltano 4.4.1 cannot pass a decimal setting from the environment.
-TAP_SETTINGS = {"tap-isvapp": {"export_poll_interval_seconds": 1}}
 #: The order of the taps, and after which dbt builds in the same `meltano run` (the
 #: issue's one command after the taps). PostgreSQL: the three taps, then Marketplace with
 #: dbt. DuckDB: Marketplace with dbt first, while the other taps have no tables yet (their
@@ -51,12 +50,6 @@ ORDER = {"target-postgres": (("heroku", False), ("isvapp", False), ("marketplace
 MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketplace_licenses",
          "fct_marketplace_license_events", "fct_isvapp_feature_usage_monthly",
          "fct_isvapp_package_usage_daily", "fct_heroku_installs_by_plan_region")
-
-
-def tap_env(tap: str, config: dict[str, t.Any]) -> dict[str, str]:
-    prefix = tap.upper().replace("-", "_")
-    return {f"{prefix}_{key.upper()}": value if isinstance(value, str) else json.dumps(value)
-            for key, value in {**config, **TAP_SETTINGS.get(tap, {})}.items()}
 
 
 def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str],
@@ -69,9 +62,9 @@ def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], st
             if with_dbt:
                 steps.append(f"dbt-{target.removeprefix('target-')}:build")
             run = meltano("run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
-                          env={**env, **tap_env(tap, server.app.tap_config()),
-                               f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA":
-                                   schema_for(tap)},
+                          env=sandbox_meltano_env(REPO, tap, server.app.tap_config(), {
+                              **env, f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA":
+                                  schema_for(tap)}),
                           timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]

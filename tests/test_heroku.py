@@ -14,6 +14,7 @@ from tap_heroku_vendor.tap import TapHerokuVendor
 from helpers import (
     FAST_RETRIES,
     basic_auth_value,
+    catalog_selecting,
     config_for,
     last_error_line,
     run_at_debug,
@@ -54,11 +55,32 @@ def test_app_info_for_every_app_with_documented_fields(heroku):
     assert len(infos) == 12
     first = next(i for i in infos if i["provider_id"] == "1")
     source = server.app.apps[0]
-    for field in ("config", "domains", "owner", "owner_email", "region", "log_input_url",
-                  "plan", "resource", "name", "callback_url"):
+    for field in ("domains", "owner", "owner_email", "region", "plan", "resource", "name",
+                  "callback_url"):
         assert first[field] == source[field], field
     assert first["id"] == source["heroku_id"]
     assert first["resource_uuid"] == source["resource"]["uuid"]
+    # Customers' connection strings stay out unless selected.
+    assert "config" not in first and "log_input_url" not in first
+    assert "logplex" not in json.dumps(out.messages)
+
+
+def test_connection_strings_are_not_selected_by_default_but_can_be_opted_in(heroku):
+    server = heroku(apps=3)
+    config = config_for(server)
+    discovered = json.loads(run_cli("tap-heroku-vendor", config, "--discover").stdout)
+    app_info = next(s for s in discovered["streams"] if s["tap_stream_id"] == "app_info")
+    by_field = {tuple(m["breadcrumb"]): m["metadata"] for m in app_info["metadata"]}
+    for field in ("config", "log_input_url"):
+        assert by_field[("properties", field)]["selected-by-default"] is False
+    assert by_field[("properties", "region")].get("selected-by-default") is None
+
+    opted_in = catalog_selecting(TapHerokuVendor, config,
+                                 fields={"app_info": ["config", "log_input_url"]})
+    out = sync(TapHerokuVendor, config, catalog=opted_in)
+    first = next(i for i in out.records["app_info"] if i["provider_id"] == "1")
+    assert first["config"] == server.app.apps[0]["config"]
+    assert first["log_input_url"] == server.app.apps[0]["log_input_url"]
 
 
 def test_deprovisioned_app_is_skipped_with_a_warning(heroku, caplog):

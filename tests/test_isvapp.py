@@ -127,14 +127,15 @@ def test_exports_list_every_documented_field(isvapp):
     assert statuses == {"COMPLETED", "ERRORED"}
     completed = next(e for e in exports if e["status"] == "COMPLETED")
     errored = next(e for e in exports if e["status"] == "ERRORED")
-    assert completed["download_url"].startswith(server.url)
+    # The download URL carries its key in the path: not selected unless asked for.
+    assert "download_url" not in completed
     assert isinstance(completed["download_size_compressed_bytes"], int)
     assert completed["is_expired"] is True  # completed 40 days ago, expired after an hour
     assert errored["error_message"] == server.app.settings.export_error_message
-    assert errored["errored_at"] and errored["download_url"] is None
+    assert errored["errored_at"] and "download_url" not in errored
     schema = out.schemas["exports"]["properties"]
     assert set(completed) <= set(schema)
-    assert len(schema) == 13
+    assert len(schema) == 12 and "download_url" not in schema  # 13 with it selected
 
 
 @pytest.mark.parametrize(("today", "first", "expected"), [
@@ -514,3 +515,18 @@ def test_every_stream_through_the_console_script(isvapp):
     assert counts["exports"] == 3
     assert counts["taxonomy_item_usage"] == 9
     assert counts["package_usage_requests"] == counts["package_usage_logs"] / 3 >= 3
+
+
+def test_export_download_url_is_not_selected_by_default_but_can_be_opted_in(isvapp):
+    server = isvapp(historical_exports=2)
+    config = config_for(server)
+    discovered = json.loads(helpers.run_cli("tap-isvapp", config, "--discover").stdout)
+    exports = next(s for s in discovered["streams"] if s["tap_stream_id"] == "exports")
+    by_field = {tuple(m["breadcrumb"]): m["metadata"] for m in exports["metadata"]}
+    assert by_field[("properties", "download_url")]["selected-by-default"] is False
+
+    catalog = helpers.catalog_selecting(TapIsvapp, config, ["exports"],
+                                        fields={"exports": ["download_url"]})
+    out = sync(TapIsvapp, config, catalog=catalog)
+    completed = next(e for e in out.records["exports"] if e["status"] == "COMPLETED")
+    assert completed["download_url"].startswith(server.url)

@@ -96,6 +96,12 @@ def test_meltano_run_into_postgres(tap: str) -> None:
         live = sum(1 for a in apps if not a["_deprovisioned"])
         info = connection.execute(f'SELECT count(*) FROM "{schema}".app_info').fetchone()[0]
         assert info == live
+        # meltano.yml leaves customers' connection strings out (selected-by-default: false).
+        columns = {row[0] for row in connection.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 'app_info'", (schema,))}
+        assert "region" in columns
+        assert not columns & {"config", "log_input_url"}
 
 
 @pytest.mark.e2e

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import socket
+import sys
 import threading
 import time
 import typing as t
@@ -74,6 +75,8 @@ class Response:
 
 
 Handler = t.Callable[..., Response]
+#: Rewrites the normal answer to a request; None when it does not apply to this one.
+Transform = t.Callable[[Request, Response], t.Optional[Response]]
 
 
 @dataclass
@@ -83,7 +86,12 @@ class Fault:
     ``kind``: ``respond`` (the given status/body/headers), ``delay`` (sleep
     ``seconds`` before the normal answer), ``reset`` (send half the normal body,
     then drop the connection), ``truncate`` (send the normal body cut at
-    ``fraction`` with a correct-looking end).
+    ``fraction`` with a correct-looking end), ``slow`` (send the first ``fraction``
+    of the body, stall ``seconds``, then the rest), ``drop`` (close the connection
+    without answering, as an unreachable host would), ``transform`` (the normal answer
+    rewritten by ``transform``; a request it does not apply to is answered normally
+    and does not use up the fault). The first ``skip`` matching requests are answered
+    normally; ``applied`` counts the requests the fault changed.
     """
 
     path: str
@@ -95,6 +103,9 @@ class Fault:
     method: str | None = None
     seconds: float = 0.0
     fraction: float = 0.5
+    skip: int = 0
+    transform: Transform | None = None
+    applied: int = 0
 
     def matches(self, request: Request) -> bool:
         return (self.method is None or self.method == request.method) and bool(
@@ -138,6 +149,10 @@ class VendorApp:
     def not_found(self, request: Request) -> Response:
         return Response.json({"error": f"no route for {request.method} {request.path}"}, 404)
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        """The body this API wraps an error in (used by ``isv_sandbox.faults``)."""
+        return orjson.dumps({"error": message})
+
     def dispatch(self, request: Request) -> Response:
         limited = self.before(request)
         if limited is not None:
@@ -176,7 +191,7 @@ class SandboxServer:
         self.faults: list[Fault] = []
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._httpd = _QuietServer((host, port), _make_handler(self))
         self._httpd.daemon_threads = True
         self.host, self.port = self._httpd.server_address[:2]
         self._thread: threading.Thread | None = None
@@ -190,7 +205,9 @@ class SandboxServer:
         return self.origin + self.url_prefix
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: stop() waits for the loop to notice, up to this long.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -216,9 +233,19 @@ class SandboxServer:
         with self._lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.matches(request):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.times -= 1
+                    fault.applied += 1
                     return fault
         return None
+
+    def give_back(self, fault: Fault) -> None:
+        """A fault that did not apply to the request it was taken for."""
+        with self._lock:
+            fault.times += 1
+            fault.applied -= 1
 
     def log(self, request: Request, status: int) -> None:
         with self._lock:
@@ -233,6 +260,16 @@ class SandboxServer:
                 1 for r in self.requests
                 if re.search(path_regex, r.path) and (status is None or r.status == status)
             )
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a timeout, a fault test) is normal here, not a traceback
+    on the test process's stderr."""
+
+    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
@@ -255,6 +292,11 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             request = Request(self.command, path, parse_qs(parts.query, keep_blank_values=True),
                               self.headers, body)
             fault = server.take_fault(request)
+            if fault is not None and fault.kind == "drop":
+                server.log(request, 0)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if fault is not None and fault.kind == "respond":
                 response = Response(fault.status, fault.body, dict(fault.headers))
             else:
@@ -264,6 +306,14 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
                     response = server.app.dispatch(request)
                 except Exception as exc:  # noqa: BLE001  (a sandbox bug must show)
                     response = Response.json({"error": f"sandbox error: {exc!r}"}, 500)
+                if fault is not None and fault.kind == "transform":
+                    assert fault.transform is not None
+                    changed = fault.transform(request, response)
+                    if changed is None:
+                        server.give_back(fault)
+                        fault = None
+                    else:
+                        response = changed
             server.log(request, response.status)
             self._send(response, fault)
 
@@ -272,9 +322,20 @@ def _make_handler(server: SandboxServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(response.status)
             for key, value in response.headers.items():
                 self.send_header(key, value)
-            if fault is not None and fault.kind in ("reset", "truncate"):
+            if fault is not None and fault.kind in ("reset", "truncate", "slow"):
                 data = body if isinstance(body, bytes) else b"".join(body)
                 cut = data[: int(len(data) * fault.fraction)]
+                if fault.kind == "slow":
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    try:
+                        self.wfile.write(cut)
+                        self.wfile.flush()
+                        time.sleep(fault.seconds)
+                        self.wfile.write(data[len(cut):])
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True
+                    return
                 if fault.kind == "reset":
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

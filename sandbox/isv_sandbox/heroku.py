@@ -6,6 +6,8 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
+
 from isv_sandbox.core import Request, Response, TokenBucket, VendorApp
 
 REGIONS = ["amazon-web-services::us-east-1", "amazon-web-services::eu-west-1",
@@ -55,6 +57,10 @@ class HerokuApp(VendorApp):
                 {"id": "unauthorized", "message": "Invalid credentials provided."}, 401
             )
         return None
+
+    def error_envelope(self, message: str, status: int) -> bytes:
+        ids = {400: "bad_request", 404: "not_found", 429: "rate_limit", 503: "unavailable"}
+        return orjson.dumps({"id": ids.get(status, "error"), "message": message})
 
     def before(self, request: Request) -> Response | None:
         if not self.pool.take():

@@ -192,6 +192,9 @@ class IsvappApp(VendorApp):
         config["start_date"] = s.tap_start_date or f"{month_before(today().strftime('%Y-%m'), 1)}-01"
         return config
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        return orjson.dumps({"error": message, "success": False})
+
     # -- limits and credentials -------------------------------------------------------
 
     def before(self, request: Request) -> Response | None:
@@ -625,6 +628,10 @@ class StorageApp(VendorApp):
         super().__init__()
         self.isvapp = isvapp
         self.route("GET", r"/files/(?P<request_id>[^/]+)\.csv\.gz", self.download)
+
+    def error_envelope(self, message: str, status: int) -> bytes:
+        code = {403: "AccessDenied", 503: "SlowDown"}.get(status, "InternalError")
+        return s3_error(code, message, status).body  # type: ignore[return-value]
 
     @public
     def download(self, request: Request, request_id: str) -> Response:

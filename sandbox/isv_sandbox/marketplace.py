@@ -63,6 +63,9 @@ class MarketplaceSettings:
     listing_default_limit: int = 10
     cursor_default_limit: int = 25
     members_max_limit: int = 10
+    #: Serve at most this many rows per page whatever ``limit`` asks (0: no cap), as an
+    #: API may: small data sets then still span several pages.
+    max_page_size: int = 0
     # -- reporting data -----------------------------------------------------------
     licenses: int = 120
     transactions: int = 90
@@ -199,6 +202,9 @@ class MarketplaceApp(VendorApp):
     def not_found(self, request: Request) -> Response:
         return self.reporting_error(404, f"No resource at {request.method} {request.path}")
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        return orjson.dumps({"errors": [{"message": message}]})
+
     @staticmethod
     def reporting_error(status: int, message: str) -> Response:
         """The reporting APIs' error body (``JsonErrorsDoc``)."""
@@ -239,6 +245,7 @@ class MarketplaceApp(VendorApp):
         if not 1 <= limit <= self.settings.members_max_limit:
             return self.reporting_error(
                 400, f"limit must be between 1 and {self.settings.members_max_limit}")
+        limit = self.capped(limit)
         start = int(read_cursor(request.arg("cursor")) or 0)
         page = self.catalog.members[start:start + limit]
         body: dict[str, t.Any] = {"members": page}
@@ -298,7 +305,7 @@ class MarketplaceApp(VendorApp):
         reviews = self.catalog.reviews.get(product_id)
         if reviews is None:
             return self.catalog_error(404, "NOT_FOUND", "Not Found", f"No product {product_id}")
-        limit = int(request.arg("limit") or 10)
+        limit = self.capped(int(request.arg("limit") or 10))
         start = int(read_cursor(request.arg("cursor")) or 0)
         page = reviews[start:start + limit]
         body: dict[str, t.Any] = {
@@ -335,6 +342,7 @@ class MarketplaceApp(VendorApp):
         if not 1 <= limit <= 50:
             return self.catalog_error(400, "INVALID_PARAMETER", "Bad Request",
                                       "limit must be between 1 and 50")
+        limit = self.capped(limit)
         start = int(read_cursor(request.arg("cursor")) or 0)
         kept = {k: v for k, v in request.query.items() if k not in ("cursor", "limit")}
         links: dict[str, str] = {"self": self.href(request, kept, limit=limit)}
@@ -347,6 +355,10 @@ class MarketplaceApp(VendorApp):
         if total:
             body["totalCount"] = len(rows)
         return Response.json(body)
+
+    def capped(self, limit: int) -> int:
+        cap = self.settings.max_page_size
+        return min(limit, cap) if cap else limit
 
     @staticmethod
     def href(request: Request, query: dict[str, list[str]], **extra: t.Any) -> str:
@@ -401,6 +413,7 @@ class MarketplaceApp(VendorApp):
             if strict_limit:
                 return self.reporting_error(400, "limit: Max limit is 50")
             limit = 50  # the details endpoints cap silently
+        limit = self.capped(limit)
         kept = {k: v for k, v in request.query.items() if k not in ("offset", "limit")}
         links: dict[str, t.Any] = {
             "self": {"href": self.href(request, kept, offset=offset, limit=limit)},

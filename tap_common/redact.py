@@ -1,0 +1,138 @@
+"""Secrets never reach a log line, an error line or a traceback.
+
+Our own lines name paths, not URLs; but the libraries underneath (backoff, urllib3,
+requests, the SDK) put whole URLs, headers and exception texts into theirs. So every
+handler the tap logs through gets ``RedactingFilter``, which rewrites each record's
+message and exception text before any handler formats it:
+
+- query strings (``?expires=…&signature=…``) and ``query='…'`` in a parsed URL's repr;
+- signed path segments the tap declares (ISVapp's ``/download/<token>``);
+- user:password in a URL, ``Authorization`` header values, ``Bearer``/``Basic`` tokens,
+  and ``token=``/``"access_token": …``-style pairs;
+- every literal secret the tap registers (secret settings, their Basic-auth encodings,
+  OAuth tokens as they are issued).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import typing as t
+
+REDACTED = "<redacted>"
+_MIN_SECRET_LENGTH = 6
+
+_GENERIC_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # A query string: "?" then anything up to whitespace or a quote, if it holds a "=".
+    (re.compile(r"\?(?=[^\s'\"<>]*=)[^\s'\"<>)\]}]+"), f"?{REDACTED}"),
+    # The query of a urllib.parse.ParseResult repr (the SDK's pagination tokens).
+    (re.compile(r"(query=)(['\"]).*?\2"), rf"\1\2{REDACTED}\2"),
+    # user:password@ in a URL.
+    (re.compile(r"(?<=//)[^/\s:@'\"]+:[^/\s@'\"]+@"), f"{REDACTED}@"),
+    # An Authorization header, in a dict repr or as a header line.
+    (re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+", re.IGNORECASE),
+     rf"\1{REDACTED}"),
+    (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),
+    # token=…, "access_token": "…", signature=… and friends.
+    (re.compile(r"(\b(?:access_token|refresh_token|id_token|client_secret|password|api_key|"
+                r"api_token|token|signature|x-amz-signature|sig)['\"]?\s*[:=]\s*['\"]?)"
+                r"[^'\"&\s,;)}\]]+", re.IGNORECASE), rf"\1{REDACTED}"),
+)
+
+
+class Redactor:
+    """Rewrites text so no secret in it survives. One per process, shared by all taps."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: set[str] = set()
+        self._secrets_re: re.Pattern[str] | None = None
+        self._paths: list[re.Pattern[str]] = []
+
+    def add_secret(self, value: t.Any) -> None:
+        """A literal value that must never be shown (a password, a token)."""
+        text = str(value) if value is not None else ""
+        if len(text) < _MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            if text not in self._secrets:
+                self._secrets.add(text)
+                ordered = sorted(self._secrets, key=len, reverse=True)
+                self._secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def add_signed_path(self, pattern: str) -> None:
+        """A regex whose group ``secret`` is a path segment that works as a credential."""
+        compiled = re.compile(pattern)
+        if "secret" not in compiled.groupindex:
+            msg = f"signed path pattern {pattern!r} needs a (?P<secret>…) group"
+            raise ValueError(msg)
+        with self._lock:
+            if all(p.pattern != pattern for p in self._paths):
+                self._paths.append(compiled)
+
+    def redact(self, text: str) -> str:
+        if not text:
+            return text
+        secrets_re = self._secrets_re
+        if secrets_re is not None:
+            text = secrets_re.sub(REDACTED, text)
+        for pattern in self._paths:
+            text = pattern.sub(_replace_secret_group, text)
+        for pattern, replacement in _GENERIC_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+def _replace_secret_group(match: re.Match[str]) -> str:
+    start, end = match.span("secret")
+    whole = match.group(0)
+    offset = match.start(0)
+    return whole[: start - offset] + REDACTED + whole[end - offset:]
+
+
+REDACTOR = Redactor()
+
+
+def redact(text: str) -> str:
+    return REDACTOR.redact(text)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message, exception and stack text in place, before formatting."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001  (a bad format string must not hide the record)
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = REDACTOR.redact(message), None
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = self._formatter.formatException(record.exc_info)
+            # Formatters use exc_text when it is set; a formatter that renders exc_info
+            # itself (structured logging) must not see the unredacted exception.
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = REDACTOR.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = REDACTOR.redact(record.stack_info)
+        return True
+
+
+FILTER = RedactingFilter()
+
+
+def install() -> None:
+    """Put the filter on every handler there is: the root's, named loggers', last resort."""
+    handlers: set[logging.Handler] = set(logging.root.handlers)
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            handlers.update(logger.handlers)
+    if logging.lastResort is not None:
+        handlers.add(logging.lastResort)
+    for handler in handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(FILTER)
