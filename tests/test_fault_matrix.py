@@ -38,7 +38,6 @@ from fault_matrix import (
     Endpoint,
     discovery_tap,
 )
-from tap_marketplace.reports import REPORT_STREAMS as REPORT_STREAM_CLASSES
 from helpers import (
     SyncOutput,
     catalog_selecting,
@@ -46,20 +45,6 @@ from helpers import (
     run_in_process,
     tracebacks_shown,
 )
-
-#: Pairs that fail on this branch because of what the Marketplace data-correctness work
-#: of issue 10 fixes: report bodies of a shape tap_marketplace/reports.py does not check
-#: (they give zero rows and exit 0), and the plain CSV cut short with a matching
-#: Content-Length (the CSV reader). They run and are marked, never skipped silently.
-REPORT_STREAMS = frozenset(s.name for s in REPORT_STREAM_CLASSES) - {"product_catalog"}
-KNOWN_ELSEWHERE: dict[tuple[str, str], str] = {
-    **{(e.id, "wrong_shape"): "a report body of the wrong shape is not yet checked by "
-       "tap_marketplace/reports.py (issue 10, Marketplace half)"
-       for e in ENDPOINTS if e.vendor == "marketplace" and e.streams[0] in REPORT_STREAMS},
-    ("marketplace:GET storage product-catalog/{date}/catalog.csv", "truncated"):
-        "a plain CSV cut short with a matching Content-Length is not yet detected by the "
-        "CSV reader (issue 10, Marketplace half)",
-}
 
 
 @dataclass
@@ -221,11 +206,7 @@ def covered_rows(base: Baseline, state: dict, stream: str) -> list[dict]:
 
 
 def _param(endpoint: Endpoint, kind: str) -> t.Any:
-    marks = []
-    reason = KNOWN_ELSEWHERE.get((endpoint.id, kind))
-    if reason:
-        marks.append(pytest.mark.xfail(reason=reason, strict=False))
-    return pytest.param(endpoint, kind, id=f"{endpoint.id}|{kind}", marks=marks)
+    return pytest.param(endpoint, kind, id=f"{endpoint.id}|{kind}")
 
 
 @pytest.mark.parametrize(("endpoint", "kind"), [_param(e, k) for e, k in PAIRS])
