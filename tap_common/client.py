@@ -546,13 +546,15 @@ def _json_or_missing(response: requests.Response) -> t.Any:
 
 
 def _request_key(prepared: requests.PreparedRequest) -> bytes:
-    """Method, URL with its parameters in order, and body: the identity of a page request."""
+    """Method, URL with its parameters in order, ``Range`` and body: the identity of a page
+    request (Heroku pages with the ``Range`` header, the URL staying the same)."""
     parts = urlsplit(prepared.url or "")
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     body = prepared.body or b""
     if isinstance(body, str):
         body = body.encode()
-    text = f"{prepared.method} {parts.scheme}://{parts.netloc}{parts.path}?{query}".encode()
+    text = (f"{prepared.method} {parts.scheme}://{parts.netloc}{parts.path}?{query} "
+            f"Range: {prepared.headers.get('Range', '')}").encode()
     return hashlib.blake2b(text + b"\0" + body, digest_size=16).digest()
 
 
