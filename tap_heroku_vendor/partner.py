@@ -36,7 +36,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import AuthenticationError, PayloadError
+from tap_common.errors import AuthenticationError, PayloadError, VendorAPIError
 from tap_common.ratelimit import RequestThrottle
 
 if t.TYPE_CHECKING:
@@ -58,6 +58,9 @@ RENEWAL_MARGIN_SECONDS = 300.0
 DEFAULT_EXPIRES_IN = 28800.0
 #: Refusals without an OAuth error code, before any token was issued, that end the run.
 AMBIGUOUS_REFUSALS_BEFORE_FAILING = 3
+#: RFC 6749 error codes about the token request itself (not about one install's grant).
+OAUTH_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client",
+                                  "unsupported_grant_type", "invalid_scope"})
 #: Where the addons.heroku.com listing may carry the add-on resource uuid, in this order.
 LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id", "addon.uuid",
                        "addon_uuid", "uuid")
@@ -439,6 +442,12 @@ class PartnerSession:
         if refused.code == "invalid_client":
             msg = f"{refused.line}. Heroku refused the OAuth client: {client_hint}."
             raise AuthenticationError(msg)
+        if refused.code in OAUTH_REQUEST_ERRORS:
+            # The token endpoint says the request itself is wrong, not this install's
+            # grant: every install would be skipped alike, so the run ends.
+            msg = (f"{refused.line}. Heroku's token endpoint refused the request itself "
+                   f"({refused.code}), not this install's grant: check `oauth_token_url`.")
+            raise VendorAPIError(msg)
         if refused.code != "invalid_grant":
             if refused.status not in (400, 401, 403):  # noqa: PLR2004
                 raise refused

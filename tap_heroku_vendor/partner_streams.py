@@ -224,6 +224,9 @@ class AddonAttachmentsStream(PartnerStream):
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
     ranged = True
+    # The log drain URL carries its Logplex token (a customer credential): opt in, as
+    # app_info's in legacy mode.
+    unselected_by_default = ("log_input_url",)
 
     def post_process(self, row: dict, context: Context | None = None) -> dict:
         assert context is not None
