@@ -36,7 +36,7 @@ from tap_common.errors import (
 )
 from tap_common.exports import sniff_small_json
 from tap_common.redact import redact
-from tap_common.responses import locate
+from tap_common.responses import ErrorEnvelope, locate
 from tap_common.writer import write_record
 
 if t.TYPE_CHECKING:
@@ -330,7 +330,7 @@ class VendorRESTStream(RESTStream):
         """Raise if ``payload`` is the vendor's error envelope."""
         if payload is _MISSING:
             return
-        envelope = self._tap.error_envelope
+        envelope = self.error_envelope_for(response)
         message = envelope.message(payload)
         if message is None:
             return
@@ -338,6 +338,11 @@ class VendorRESTStream(RESTStream):
         if envelope.is_transient(payload, message):
             raise VendorRetriableError(line, response)
         raise VendorAPIError(line)
+
+    def error_envelope_for(self, response: requests.Response) -> ErrorEnvelope:
+        """The error envelope of the host that answered (the tap's vendor by default; a
+        stream reading several hosts, e.g. an OAuth token endpoint, says which is which)."""
+        return self._tap.error_envelope
 
     def response_error_message(self, response: requests.Response) -> str:
         return self.error_line(response)

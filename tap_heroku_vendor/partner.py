@@ -36,7 +36,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import AuthenticationError, PayloadError, VendorAPIError
+from tap_common.errors import AuthenticationError, PaginationError, PayloadError, VendorAPIError
 from tap_common.ratelimit import RequestThrottle
 
 if t.TYPE_CHECKING:
@@ -341,6 +341,7 @@ class PartnerSession:
         rows = 0
         seen_fields: set[str] = set()
         pages = 0
+        requested = {url}
         while url:
             response = partner_request(stream, "GET", url, headers={"Accept": "application/json"})
             pages += 1
@@ -353,9 +354,21 @@ class PartnerSession:
                     listed.append(resource)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
-                msg = ("addons.heroku.com's list pointed its next page at another host; "
-                       "the manifest credentials are only sent to addons_api_url")
+                msg = (f"{stream.where(response)}: addons.heroku.com's list pointed its next "
+                       "page at another host; the manifest credentials are only sent to "
+                       "addons_api_url")
                 raise PayloadError(msg)
+            # The same guards as the shared page loop (VendorRESTStream.request_records).
+            if url and not entries:
+                msg = (f"{stream.where(response)}: page {pages} of addons.heroku.com's list is "
+                       "empty but announces more pages; an empty page in the middle is an "
+                       "error, not the end")
+                raise PaginationError(msg)
+            if url in requested:
+                msg = (f"{stream.where(response)}: addons.heroku.com's list points to a page "
+                       f"already read as page {pages + 1}: the pagination loops")
+                raise PaginationError(msg)
+            requested.add(url)
             if pages > 10_000:  # noqa: PLR2004
                 msg = "addons.heroku.com's list did not end after 10,000 pages"
                 raise PayloadError(msg)
@@ -409,12 +422,11 @@ class PartnerSession:
         except TokenRefused as refused:
             self.refused(install, refused)
             raise InstallSkipped(install.uuid) from None
-        payload = stream.decode_json(response)
-        token = payload.get("access_token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            fields = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-            msg = (f"{stream.name}: the token response for add-on resource {install.uuid} has "
-                   f"no access_token (fields: {fields})")
+        payload = stream.decode_json(response, "$", fields=("access_token",))
+        token = payload["access_token"]
+        if not isinstance(token, str):
+            msg = (f"{stream.where(response)}: the token response for add-on resource "
+                   f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
         try:
             expires_in = float(payload.get("expires_in") or DEFAULT_EXPIRES_IN)
