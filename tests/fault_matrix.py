@@ -2,7 +2,10 @@
 
 ``ENDPOINTS`` lists each endpoint once, with the stream selection that calls it and what
 kind of answer it gives (a JSON page with a next-page pointer, an export status, a
-download, a storage host). ``PAIRS`` is generated from it and ``isv_sandbox.faults.KINDS``
+download, a storage host or another host of the vendor, the refusals the tap tolerates).
+Heroku's partner mode is its own vendor key (``heroku_partner``: the Platform API, the
+OAuth host and addons.heroku.com); its Range pages count as paged, and "the same page
+again" there is a ``Next-Range`` equal to the page's own ``Range``. ``PAIRS`` is generated from it and ``isv_sandbox.faults.KINDS``
 by ``applies``; tests/test_fault_matrix.py runs every pair against the sandbox and checks
 one invariant. ``test_every_sandbox_route_the_taps_call_is_in_the_matrix`` keeps the
 table complete: a route the taps call that is not listed fails the suite.

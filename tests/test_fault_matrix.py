@@ -13,6 +13,11 @@ from then on. Whatever happens, the run must keep the contract:
 - no secret (credentials, tokens, signatures, download keys) in stdout or stderr;
 - no traceback (except in DEBUG records, where it is redacted).
 
+A refusal of one item that the tap documents as tolerated (``Endpoint.tolerated``: Heroku
+partner mode's 403/404 for one install, ``invalid_grant`` for one install's refresh
+token) has its own, explicit invariant: exit 0, no error line, a warning, and the only
+rows missing are those of the refused item (``check_tolerated_refusal``).
+
 The header of the test run prints the matrix size; the summary prints its run time.
 """
 
