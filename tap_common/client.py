@@ -36,7 +36,7 @@ from tap_common.errors import (
 )
 from tap_common.exports import sniff_small_json
 from tap_common.redact import redact
-from tap_common.responses import locate
+from tap_common.responses import ErrorEnvelope, locate
 from tap_common.writer import write_record
 
 if t.TYPE_CHECKING:
@@ -330,7 +330,7 @@ class VendorRESTStream(RESTStream):
         """Raise if ``payload`` is the vendor's error envelope."""
         if payload is _MISSING:
             return
-        envelope = self._tap.error_envelope
+        envelope = self.error_envelope_for(response)
         message = envelope.message(payload)
         if message is None:
             return
@@ -338,6 +338,11 @@ class VendorRESTStream(RESTStream):
         if envelope.is_transient(payload, message):
             raise VendorRetriableError(line, response)
         raise VendorAPIError(line)
+
+    def error_envelope_for(self, response: requests.Response) -> ErrorEnvelope:
+        """The error envelope of the host that answered (the tap's vendor by default; a
+        stream reading several hosts, e.g. an OAuth token endpoint, says which is which)."""
+        return self._tap.error_envelope
 
     def response_error_message(self, response: requests.Response) -> str:
         return self.error_line(response)
@@ -546,15 +551,15 @@ def _json_or_missing(response: requests.Response) -> t.Any:
 
 
 def _request_key(prepared: requests.PreparedRequest) -> bytes:
-    """Method, URL with its parameters in order, ``Range`` header and body: the identity of
-    a page request (Heroku's Range paging asks for the next page at the same URL)."""
+    """Method, URL with its parameters in order, ``Range`` and body: the identity of a page
+    request (Heroku pages with the ``Range`` header, the URL staying the same)."""
     parts = urlsplit(prepared.url or "")
     query = urlencode(sorted(parse_qsl(parts.query, keep_blank_values=True)))
     body = prepared.body or b""
     if isinstance(body, str):
         body = body.encode()
-    page_range = prepared.headers.get("Range", "")
-    text = f"{prepared.method} {parts.scheme}://{parts.netloc}{parts.path}?{query} {page_range}".encode()
+    text = (f"{prepared.method} {parts.scheme}://{parts.netloc}{parts.path}?{query} "
+            f"Range: {prepared.headers.get('Range', '')}").encode()
     return hashlib.blake2b(text + b"\0" + body, digest_size=16).digest()
 
 

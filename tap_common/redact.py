@@ -34,9 +34,9 @@ _GENERIC_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(Authorization['\"]?\s*[:=]\s*['\"]?)[^'\"\n,}]+", re.IGNORECASE),
      rf"\1{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), rf"\1 {REDACTED}"),
-    # token=…, "access_token": "…", signature=… and friends (not a path's last segment,
-    # as in "POST /oauth/token: invalid_client", where the vendor's message follows).
-    (re.compile(r"((?<!/)\b(?:access_token|refresh_token|id_token|client_secret|password|api_key|"
+    # token=…, "access_token": "…", signature=… and friends; not a path's last segment
+    # followed by a colon ("POST /oauth/token: invalid_client" is a message, not a secret).
+    (re.compile(r"(\b(?<!/)(?:access_token|refresh_token|id_token|client_secret|password|api_key|"
                 r"api_token|token|signature|x-amz-signature|sig)['\"]?\s*[:=]\s*['\"]?)"
                 r"[^'\"&\s,;)}\]]+", re.IGNORECASE), rf"\1{REDACTED}"),
 )

@@ -88,6 +88,49 @@ class IdMessageEnvelope(ErrorEnvelope):
             payload, message)
 
 
+class OAuthErrorEnvelope(ErrorEnvelope):
+    """An OAuth 2.0 token endpoint (RFC 6749 section 5.2): ``{"error": "invalid_grant",
+    "error_description": "…"}``; a body with an ``access_token`` is never one."""
+
+    vendor = "OAuth"
+
+    def message(self, payload: t.Any) -> str | None:
+        if (not isinstance(payload, dict) or not isinstance(payload.get("error"), str)
+                or "access_token" in payload):
+            return None
+        description = payload.get("error_description")
+        if isinstance(description, str) and description:
+            return f"{description} ({payload['error']})"
+        return payload["error"]
+
+    def is_transient(self, payload: t.Any, message: str) -> bool:
+        return payload.get("error") == "temporarily_unavailable" or super().is_transient(
+            payload, message)
+
+
+class FirstOfEnvelopes(ErrorEnvelope):
+    """A host that answers errors in more than one shape: the first that reads the body."""
+
+    def __init__(self, *envelopes: ErrorEnvelope) -> None:
+        self.envelopes = envelopes
+        self.vendor = " or ".join(e.vendor for e in envelopes)
+
+    def _reading(self, payload: t.Any) -> tuple[ErrorEnvelope, str] | None:
+        for envelope in self.envelopes:
+            message = envelope.message(payload)
+            if message is not None:
+                return envelope, message
+        return None
+
+    def message(self, payload: t.Any) -> str | None:
+        found = self._reading(payload)
+        return found[1] if found else None
+
+    def is_transient(self, payload: t.Any, message: str) -> bool:
+        found = self._reading(payload)
+        return found[0].is_transient(payload, message) if found else False
+
+
 def _one_error(error: t.Any) -> str:
     if not isinstance(error, dict):
         return str(error)

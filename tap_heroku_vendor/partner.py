@@ -36,7 +36,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import AuthenticationError, PayloadError
+from tap_common.errors import AuthenticationError, PaginationError, PayloadError, VendorAPIError
 from tap_common.ratelimit import RequestThrottle
 
 if t.TYPE_CHECKING:
@@ -58,6 +58,9 @@ RENEWAL_MARGIN_SECONDS = 300.0
 DEFAULT_EXPIRES_IN = 28800.0
 #: Refusals without an OAuth error code, before any token was issued, that end the run.
 AMBIGUOUS_REFUSALS_BEFORE_FAILING = 3
+#: RFC 6749 error codes about the token request itself (not about one install's grant).
+OAUTH_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client",
+                                  "unsupported_grant_type", "invalid_scope"})
 #: Where the addons.heroku.com listing may carry the add-on resource uuid, in this order.
 LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id", "addon.uuid",
                        "addon_uuid", "uuid")
@@ -338,6 +341,7 @@ class PartnerSession:
         rows = 0
         seen_fields: set[str] = set()
         pages = 0
+        requested = {url}
         while url:
             response = partner_request(stream, "GET", url, headers={"Accept": "application/json"})
             pages += 1
@@ -350,9 +354,21 @@ class PartnerSession:
                     listed.append(resource)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
-                msg = ("addons.heroku.com's list pointed its next page at another host; "
-                       "the manifest credentials are only sent to addons_api_url")
+                msg = (f"{stream.where(response)}: addons.heroku.com's list pointed its next "
+                       "page at another host; the manifest credentials are only sent to "
+                       "addons_api_url")
                 raise PayloadError(msg)
+            # The same guards as the shared page loop (VendorRESTStream.request_records).
+            if url and not entries:
+                msg = (f"{stream.where(response)}: page {pages} of addons.heroku.com's list is "
+                       "empty but announces more pages; an empty page in the middle is an "
+                       "error, not the end")
+                raise PaginationError(msg)
+            if url in requested:
+                msg = (f"{stream.where(response)}: addons.heroku.com's list points to a page "
+                       f"already read as page {pages + 1}: the pagination loops")
+                raise PaginationError(msg)
+            requested.add(url)
             if pages > 10_000:  # noqa: PLR2004
                 msg = "addons.heroku.com's list did not end after 10,000 pages"
                 raise PayloadError(msg)
@@ -406,12 +422,11 @@ class PartnerSession:
         except TokenRefused as refused:
             self.refused(install, refused)
             raise InstallSkipped(install.uuid) from None
-        payload = stream.decode_json(response)
-        token = payload.get("access_token") if isinstance(payload, dict) else None
-        if not isinstance(token, str) or not token:
-            fields = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
-            msg = (f"{stream.name}: the token response for add-on resource {install.uuid} has "
-                   f"no access_token (fields: {fields})")
+        payload = stream.decode_json(response, "$", fields=("access_token",))
+        token = payload["access_token"]
+        if not isinstance(token, str):
+            msg = (f"{stream.where(response)}: the token response for add-on resource "
+                   f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
         try:
             expires_in = float(payload.get("expires_in") or DEFAULT_EXPIRES_IN)
@@ -439,6 +454,12 @@ class PartnerSession:
         if refused.code == "invalid_client":
             msg = f"{refused.line}. Heroku refused the OAuth client: {client_hint}."
             raise AuthenticationError(msg)
+        if refused.code in OAUTH_REQUEST_ERRORS:
+            # The token endpoint says the request itself is wrong, not this install's
+            # grant: every install would be skipped alike, so the run ends.
+            msg = (f"{refused.line}. Heroku's token endpoint refused the request itself "
+                   f"({refused.code}), not this install's grant: check `oauth_token_url`.")
+            raise VendorAPIError(msg)
         if refused.code != "invalid_grant":
             if refused.status not in (400, 401, 403):  # noqa: PLR2004
                 raise refused

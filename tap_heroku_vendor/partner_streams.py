@@ -24,6 +24,12 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_common.client import RETRY_STATUSES, VendorRESTStream
 from tap_common.errors import AuthenticationError, VendorAPIError, VendorRetriableError
+from tap_common.responses import (
+    ErrorEnvelope,
+    FirstOfEnvelopes,
+    IdMessageEnvelope,
+    OAuthErrorEnvelope,
+)
 from tap_heroku_vendor import schemas
 from tap_heroku_vendor.partner import (
     ACCEPT_V3,
@@ -44,6 +50,8 @@ if t.TYPE_CHECKING:
     from tap_heroku_vendor.tap import TapHerokuVendor
 
 SCHEMAS = SchemaDirectory(schemas)
+#: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
+TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
 RESUME_KEY = "resume_after"
 
 
@@ -152,6 +160,11 @@ class PartnerStream(VendorRESTStream):
                "without the check for installs without a refresh token.")
         raise VendorAPIError(msg)
 
+    def error_envelope_for(self, response: requests.Response) -> ErrorEnvelope:
+        if self.session.host_of(response.url) == "token":
+            return TOKEN_HOST_ENVELOPE
+        return super().error_envelope_for(response)
+
     def describe_url(self, url: str) -> str:
         if self.session.host_of(url) in ("token", "addons"):
             return url_path(url)  # host and path; never a query string
@@ -224,6 +237,9 @@ class AddonAttachmentsStream(PartnerStream):
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
     ranged = True
+    # The log drain URL carries its Logplex token (a customer credential): opt in, as
+    # app_info's in legacy mode.
+    unselected_by_default = ("log_input_url",)
 
     def post_process(self, row: dict, context: Context | None = None) -> dict:
         assert context is not None

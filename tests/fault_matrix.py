@@ -2,7 +2,10 @@
 
 ``ENDPOINTS`` lists each endpoint once, with the stream selection that calls it and what
 kind of answer it gives (a JSON page with a next-page pointer, an export status, a
-download, a storage host). ``PAIRS`` is generated from it and ``isv_sandbox.faults.KINDS``
+download, a storage host or another host of the vendor, the refusals the tap tolerates).
+Heroku's partner mode is its own vendor key (``heroku_partner``: the Platform API, the
+OAuth host and addons.heroku.com); its Range pages count as paged, and "the same page
+again" there is a ``Next-Range`` equal to the page's own ``Range``. ``PAIRS`` is generated from it and ``isv_sandbox.faults.KINDS``
 by ``applies``; tests/test_fault_matrix.py runs every pair against the sandbox and checks
 one invariant. ``test_every_sandbox_route_the_taps_call_is_in_the_matrix`` keeps the
 table complete: a route the taps call that is not listed fails the suite.
@@ -14,14 +17,14 @@ import datetime as dt
 import typing as t
 from dataclasses import dataclass, field
 
-from isv_sandbox.faults import ENVELOPE_KINDS, KINDS, PAGING_KINDS
+from isv_sandbox.faults import ENVELOPE_KINDS, KINDS, PAGING_KINDS, REFUSAL_KINDS
 from tap_common.responses import Expected
 from tap_heroku_vendor.tap import TapHerokuVendor
 from tap_isvapp.tap import TapIsvapp
 from tap_marketplace.tap import TapMarketplace
 
-TAPS: dict[str, type] = {"heroku": TapHerokuVendor, "isvapp": TapIsvapp,
-                         "marketplace": TapMarketplace}
+TAPS: dict[str, type] = {"heroku": TapHerokuVendor, "heroku_partner": TapHerokuVendor,
+                         "isvapp": TapIsvapp, "marketplace": TapMarketplace}
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 LAST_MONTH = (TODAY.replace(day=1) - dt.timedelta(days=1)).strftime("%Y-%m")
@@ -32,6 +35,9 @@ FROM_STREAM = "<from the stream>"
 #: Small data sets, several pages everywhere, fast clocks.
 SANDBOX: dict[str, dict[str, t.Any]] = {
     "heroku": {"apps": 6, "page_size": 4},
+    # Three installs (one app each); the listing in pages of 2.
+    "heroku_partner": {"installs": 3, "listing_page_size": 2, "max_domains": 5,
+                       "max_collaborators": 4, "seed": 7},
     "isvapp": {
         "rate_limit_per_second": 1000, "rate_limit_burst": 1000, "accounts": 3,
         "health_scores_per_account": 1, "subscriber_orgs_per_account": 1,
@@ -54,6 +60,8 @@ SANDBOX: dict[str, dict[str, t.Any]] = {
 #: Tap settings: retries at 0.01 s, a request timeout the ``slow`` fault overruns.
 TAP: dict[str, dict[str, t.Any]] = {
     "heroku": {},
+    # Range pages of 2 (the attachments endpoint: of 1, as an add-on has at most 2).
+    "heroku_partner": {"page_size": 2, "requests_per_second": 1000},
     "isvapp": {"requests_per_second": 1000, "export_poll_interval_seconds": 0.02,
                "export_timeout_seconds": 10,
                "start_date": str(TODAY - dt.timedelta(days=40))},
@@ -85,6 +93,12 @@ class Endpoint:
     body: str = "json"
     #: Served by the presigned-URL storage host, not the vendor's API.
     storage: bool = False
+    #: Served by another host of the vendor: the attribute of the sandbox app holding its
+    #: server (Heroku's OAuth host ``oauth``, addons.heroku.com ``addons_host``).
+    companion: str | None = None
+    #: Refusals (``isv_sandbox.faults.REFUSAL_KINDS``) the tap documents as tolerated here:
+    #: the run ends with exit 0, only the refused item's rows missing, and a warning.
+    tolerated: frozenset[str] = frozenset()
     config: dict[str, t.Any] = field(default_factory=dict)
     sandbox: dict[str, t.Any] = field(default_factory=dict)
 
@@ -97,6 +111,14 @@ def _e(vendor: str, name: str, method: str, path: str, *streams: str, **traits: 
     return Endpoint(vendor, name, method, path, streams, **traits)
 
 
+#: Partner mode: a 403/404 ends a stream for one install only (a warning).
+PER_INSTALL = frozenset({"forbidden", "not_found"})
+
+
+def _partner(name: str, path: str, stream: str, **traits: t.Any) -> Endpoint:
+    return _e("heroku_partner", name, "GET", path, stream, tolerated=PER_INSTALL, **traits)
+
+
 def _report(name: str, path: str, stream: str, **traits: t.Any) -> Endpoint:
     return _e("marketplace", name, "GET", R + path, stream, records_key=None,
               config={**REPORTS, **traits.pop("config", {})}, **traits)
@@ -106,6 +128,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # -- Heroku --------------------------------------------------------------------------
     _e("heroku", "GET /vendor/apps", "GET", r"^/vendor/apps$", "apps", paged=True),
     _e("heroku", "GET /vendor/apps/{app}", "GET", r"^/vendor/apps/[^/]+$", "app_info"),
+    # -- Heroku partner mode (api: partner): three hosts ---------------------------------
+    _e("heroku_partner", "POST id.heroku.com /oauth/token", "POST", r"^/oauth/token$", "addons",
+       records_key=None, companion="oauth", tolerated=frozenset({"invalid_grant"})),
+    _partner("GET /addons/{uuid}", r"^/addons/[^/]+$", "addons"),
+    _partner("GET /addons/{uuid}/config", r"^/addons/[^/]+/config$", "addon_config"),
+    _partner("GET /addons/{uuid}/addon-attachments", r"^/addons/[^/]+/addon-attachments$",
+             "addon_attachments", paged=True, config={"page_size": 1}),
+    _partner("GET /apps/{id}", r"^/apps/[^/]+$", "partner_apps"),
+    _partner("GET /apps/{id}/domains", r"^/apps/[^/]+/domains$", "app_domains", paged=True),
+    _partner("GET /apps/{id}/collaborators", r"^/apps/[^/]+/collaborators$",
+             "app_collaborators", paged=True),
+    _e("heroku_partner", "GET addons.heroku.com /api/v3/apps", "GET", r"^/api/v3/apps$",
+       "addons", records_key=None, paged=True, companion="addons_host"),
     # -- ISVapp --------------------------------------------------------------------------
     _e("isvapp", "POST /api/oauth2/token", "POST", r"^/api/oauth2/token$",
        "salesforce_accounts", records_key=None),
@@ -214,12 +249,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 )
 
 
+#: What a vendor key needs beyond the common discovery settings (partner mode's streams).
+DISCOVERY_CONFIG: dict[str, dict[str, t.Any]] = {
+    "heroku_partner": {"api": "partner", "oauth_client_secret": "s",
+                       "installs": [{"resource_uuid": "u", "refresh_token": "r"}]},
+}
+
+
 def discovery_tap(vendor: str) -> t.Any:
     """A tap instance of the vendor (no requests): its streams as declared."""
     if vendor not in _DISCOVERY:
         config = {"api_url": "http://127.0.0.1:9", "developer_id": "d", "username": "u",
                   "api_token": "t", "manifest_id": "m", "manifest_password": "p",
-                  "api_key": "k"}
+                  "api_key": "k", **DISCOVERY_CONFIG.get(vendor, {})}
         _DISCOVERY[vendor] = TAPS[vendor](config=config, parse_env_config=False,
                                           validate_config=False)
     return _DISCOVERY[vendor]
@@ -253,6 +295,8 @@ def applies(endpoint: Endpoint, kind: str) -> bool:
         return endpoint.paged
     if kind == "unknown_status":
         return endpoint.export_status
+    if kind in REFUSAL_KINDS:
+        return kind in endpoint.tolerated
     msg = f"no applicability rule for fault kind {kind!r}"
     raise AssertionError(msg)
 

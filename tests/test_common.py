@@ -348,10 +348,10 @@ def test_redaction_of_urls_headers_tokens_and_registered_secrets():
         '{"access_token": "tok-123456", "expires_in": 3600}': '{"access_token": "<redacted>", "expires_in": 3600}',
         "password was hunter2-manifest-password": "password was <redacted>",
         "what? nothing=here": "what? nothing=here",
-        "token: abcdef-secret and refresh_token=r-123": "token: <redacted> and refresh_token=<redacted>",
-        # A path ending in /token is not a token: the vendor's message after it stays.
-        "HTTP 401 from POST id.heroku.com/oauth/token: invalid_client":
-            "HTTP 401 from POST id.heroku.com/oauth/token: invalid_client",
+        "token: abc123 leaked": "token: <redacted> leaked",
+        # A path ending in /token, then the vendor's message: nothing secret.
+        "HTTP 401 from POST 127.0.0.3/oauth/token: invalid_client":
+            "HTTP 401 from POST 127.0.0.3/oauth/token: invalid_client",
     }
     for text, expected in cases.items():
         assert redactor.redact(text) == expected, text

@@ -254,7 +254,54 @@ def test_a_token_endpoint_outage_is_retried(partner):
     assert len(out.records["addons"]) == 2
 
 
+def test_a_token_request_refused_as_a_request_fails_the_run(partner):
+    """invalid_request is about the request, not one install's grant: no install is
+    skipped quietly (every install would be)."""
+    server = partner(installs=3)
+    server.app.oauth.add_fault("^/oauth/token$", status=400, skip=1, body=(
+        b'{"error":"invalid_request","error_description":"Missing parameter"}'))
+    out = run_cli("tap-heroku-vendor", config_for(server))
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "addons: HTTP 400" in line and "invalid_request" in line
+    assert "oauth_token_url" in line
+
+
+def test_a_transient_oauth_error_with_200_is_retried(partner):
+    server = partner(installs=2)
+    server.app.oauth.add_fault("^/oauth/token$", status=200, body=(
+        b'{"error":"temporarily_unavailable","error_description":"Try again later"}'))
+    out = sync(TapHerokuVendor, config_for(server), streams={"addons"})
+
+    assert len(out.records["addons"]) == 2
+    assert server.app.oauth.count("^/oauth/token$") == 3
+
+
+def test_the_listing_stops_on_a_page_that_points_at_itself(partner):
+    server = partner(installs=3, listing_page_size=2)
+    url = f"{server.app.addons_host.url}/api/v3/apps"
+    server.app.addons_host.add_fault("^/api/v3/apps$", times=99, kind="transform",
+                                     transform=lambda request, response: type(response)(
+                                         response.status, response.body,
+                                         {**response.headers, "Link": f'<{url}>; rel="next"'}))
+    out = run_cli("tap-heroku-vendor", config_for(server))
+
+    assert out.returncode == 1
+    assert "the pagination loops" in last_error_line(out.stderr)
+    assert server.app.addons_host.count("^/api/v3/apps$") == 1, "the page is not read again"
+
+
 # -- hosts and secrets ------------------------------------------------------------------
+
+
+def test_the_log_drain_url_with_its_token_is_not_selected_by_default(partner):
+    server = partner(installs=2)
+    out = sync(TapHerokuVendor, config_for(server), streams={"addon_attachments"})
+
+    assert out.records["addon_attachments"]
+    assert all("log_input_url" not in r for r in out.records["addon_attachments"])
+    assert "logplex" not in json.dumps(out.records)
 
 
 def test_each_credential_goes_to_its_own_host_only(partner):

@@ -33,18 +33,25 @@ KINDS = (
     "unknown_status",          # an export status nobody documented (CANCELLED)
     "same_page_next",          # the next-page pointer points at the page itself
     "unreachable",             # the connection closes without an answer, every time
+    "forbidden",               # 403 in the vendor's envelope (a per-item refusal)
+    "not_found",               # 404 in the vendor's envelope (deleted since it was listed)
+    "invalid_grant",           # an OAuth refresh-token grant refused (RFC 6749 invalid_grant)
 )
 #: Kinds that need a page with a next-page pointer.
 PAGING_KINDS = frozenset({"empty_page", "same_page_next"})
 #: Kinds that rewrite a JSON body.
 JSON_KINDS = frozenset({"wrong_shape", "missing_key", "empty_page", "same_page_next",
                         "unknown_status"})
+#: Refusals of one item (an install, a resource) that a tap may document as tolerated.
+REFUSAL_KINDS = frozenset({"forbidden", "not_found", "invalid_grant"})
 ENVELOPE_KINDS = frozenset({"envelope_200", "envelope_200_transient", "envelope_4xx",
                             "envelope_5xx"})
 #: Statuses that are rewritten to an unknown one by ``unknown_status``.
 KNOWN_EXPORT_STATUSES = frozenset({"PENDING", "QUEUED", "IN_PROGRESS", "COMPLETED"})
 UNKNOWN_STATUS = "CANCELLED"
 STALL_SECONDS = 1.0
+#: The statuses of the refusal kinds.
+REFUSAL_STATUSES = {"forbidden": 403, "not_found": 404, "invalid_grant": 400}
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
 
@@ -78,6 +85,10 @@ def fault(kind: str, app: VendorApp, *, key: str | None = None,
         return {"kind": "slow", "fraction": 0.5, "seconds": stall_seconds}
     if kind == "unreachable":
         return {"kind": "drop", "times": 1000}
+    if kind in REFUSAL_KINDS:
+        # A transform (not a canned answer), so the request refused can be looked at.
+        return {"kind": "transform",
+                "transform": lambda request, response: refusal(app, kind)}
     transforms: dict[str, t.Callable[[Request, Response], Response | None]] = {
         "wrong_shape": wrong_shape,
         "missing_key": lambda request, response: missing_key(response, key),
@@ -89,6 +100,17 @@ def fault(kind: str, app: VendorApp, *, key: str | None = None,
         return {"kind": "transform", "transform": transforms[kind]}
     msg = f"unknown fault kind {kind!r}; known: {KINDS}"
     raise ValueError(msg)
+
+
+def refusal(app: VendorApp, kind: str) -> Response:
+    """The vendor's refusal of one item; an OAuth host says ``invalid_grant`` its own way."""
+    status = REFUSAL_STATUSES[kind]
+    if kind == "invalid_grant":
+        body = app.oauth_error_body("invalid_grant", "Invalid refresh token.")  # type: ignore[attr-defined]
+    else:
+        body = app.error_envelope("You do not have access to this resource." if status == 403
+                                  else "Couldn't find that resource.", status)
+    return Response(status, body, {"Content-Type": "application/json"})
 
 
 # -- rewriting a JSON answer ---------------------------------------------------------------
@@ -130,7 +152,7 @@ def missing_key(response: Response, key: str | None) -> Response | None:
 
 def next_pointer(payload: t.Any, headers: t.Mapping[str, str]) -> bool:
     """Whether an answer says another page follows (any of the vendors' ways)."""
-    if _LINK_NEXT_RE.search(headers.get("Link", "")):
+    if _LINK_NEXT_RE.search(headers.get("Link", "")) or headers.get("Next-Range"):
         return True
     if not isinstance(payload, dict):
         return False
@@ -159,6 +181,14 @@ def same_page_next(app: VendorApp, request: Request, response: Response) -> Resp
     payload = _json(response)
     if not next_pointer(payload, response.headers):
         return None
+    if response.headers.get("Next-Range"):
+        # Range paging (Heroku): "the same page again" is a Next-Range equal to the Range
+        # this page was asked with (a first page asked without Range has no such value).
+        current = request.headers.get("Range")
+        if not current:
+            return None
+        return Response(response.status, response.body,
+                        {**response.headers, "Next-Range": current})
     query = [(k, v) for k, values in request.query.items() for v in values]
     href = request.path + (f"?{urlencode(query)}" if query else "")
     if _LINK_NEXT_RE.search(response.headers.get("Link", "")):

@@ -299,6 +299,9 @@ class HerokuPartnerApp(VendorApp):
     def not_found(self, request: Request) -> Response:
         return heroku_error(404, "not_found", "The requested API endpoint was not found.")
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        return heroku_envelope(message, status)
+
     def scoped_addon(self, request: Request, kind: str, resource: str) -> dict | Response:
         """The add-on, if this request's token may read it as ``kind``."""
         if kind in self.settings.forbidden or getattr(request, "resource", None) != resource:
@@ -461,6 +464,15 @@ class OAuthApp(VendorApp):
         self.authorization_headers_seen = 0
         self.route("POST", "/oauth/token", self.token)
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        """The OAuth host's error body, in the style the sandbox is set to."""
+        codes = {400: "invalid_request", 401: "invalid_client", 429: "slow_down",
+                 503: "temporarily_unavailable"}
+        return self.oauth_error_body(codes.get(status, "server_error"), message)
+
+    def oauth_error_body(self, code: str, message: str) -> bytes:
+        return self.platform.oauth_error(400, code, message).body  # type: ignore[return-value]
+
     @public
     def token(self, request: Request) -> Response:
         if "Authorization" in request.headers:
@@ -476,11 +488,21 @@ class AddonsApp(VendorApp):
         self.platform = platform
         self.route("GET", "/api/v3/apps", platform.listing)
 
+    def error_envelope(self, message: str, status: int) -> bytes:
+        return heroku_envelope(message, status)
+
     def authenticate(self, request: Request) -> Response | None:
         s = self.platform.settings
         if request.basic_auth() != (s.manifest_id, s.manifest_password):
             return heroku_error(401, "unauthorized", "Invalid credentials provided.")
         return None
+
+
+def heroku_envelope(message: str, status: int) -> bytes:
+    """Heroku's error body: ``{"id", "message"}``."""
+    ids = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+           429: "rate_limit", 503: "service_unavailable"}
+    return heroku_error(status, ids.get(status, "error"), message).body  # type: ignore[return-value]
 
 
 def heroku_error(status: int, error_id: str, message: str, headers: dict | None = None) -> Response:
