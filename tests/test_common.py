@@ -221,7 +221,9 @@ def test_throttle_spaces_requests_at_the_configured_rate():
     for _ in range(11):
         throttle.acquire()
     elapsed = time.monotonic() - started
-    assert 0.48 <= elapsed <= 0.6, elapsed
+    # Ten gaps of 50 ms; the upper bound only catches gross over-throttling (a loaded
+    # machine adds scheduling delay, never less than the spacing).
+    assert 0.48 <= elapsed <= 1.0, elapsed
 
 
 def test_orjson_writer_writes_singer_lines_and_flushes_on_state():
