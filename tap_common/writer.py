@@ -4,6 +4,13 @@ The SDK's default writer encodes with simplejson and flushes stdout after every
 message; on a million-row export that is most of the tap's time. Records are
 buffered by stdout and flushed before every STATE message, so a target never sees a
 bookmark ahead of the records it covers.
+
+A stream's SCHEMA message is written once per run, and again only when it changes.
+The SDK sends a child stream's SCHEMA before syncing the children of every parent
+record (3,001 SCHEMA lines for 3,000 Heroku apps), and some targets treat every
+SCHEMA as the end of a batch: target-duckdb loads its buffered rows on each one, one
+COPY per parent. The Singer spec lets a target keep a stream's schema until a new one
+arrives, so an identical repeat carries nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import typing as t
 
 import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
-from singer_sdk.singerlib.encoding.simple import Message, RecordMessage, StateMessage
+from singer_sdk.singerlib.encoding.simple import Message, RecordMessage, SchemaMessage, StateMessage
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 #: The last STATE line written (as written: the state dict itself keeps changing).
@@ -31,7 +38,12 @@ def _default(value: t.Any) -> t.Any:
 
 
 class OrjsonSingerWriter(GenericSingerWriter[bytes, Message]):
-    """Writes Singer messages as compact JSON lines."""
+    """Writes Singer messages as compact JSON lines; a repeated SCHEMA is left out."""
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The SCHEMA line last written per stream (one writer per tap, i.e. per run).
+        self._schema_lines: dict[str, bytes] = {}
 
     def serialize_message(self, message: Message) -> bytes:
         return orjson.dumps(message.to_dict(), default=_default, option=_OPTIONS)
@@ -42,7 +54,11 @@ class OrjsonSingerWriter(GenericSingerWriter[bytes, Message]):
             write_record(message.stream, message.record, message.version, message.time_extracted)
             return
         line = self.serialize_message(message)
-        if type(message) is StateMessage:
+        if type(message) is SchemaMessage:
+            if self._schema_lines.get(message.stream) == line:
+                return
+            self._schema_lines[message.stream] = line
+        elif type(message) is StateMessage:
             _last_state = line
         _write(line, flush=True)
 

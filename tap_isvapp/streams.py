@@ -465,7 +465,11 @@ class PackageUsageLogsStream(IsvappStream):
                            f"values than the header has columns")
                     raise PayloadError(msg)
                 if column in self.csv_columns:
-                    record[column] = value or None
+                    # An empty cell is left out rather than sent as null: most of a
+                    # log row's 64 columns are empty, and targets pay per field
+                    # (every SQL target loads an absent field as NULL).
+                    if value:
+                        record[column] = value
                 else:
                     extra[column] = value or None
             record["extra_columns"] = extra or None

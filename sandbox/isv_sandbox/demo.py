@@ -5,6 +5,12 @@ Run it with ``scripts/demo``. No credentials and no server to install: the sandb
 start on free loopback ports inside this process, and the warehouse is the file
 ``output/warehouse.duckdb``. It ends with the last twelve months of MRR and its
 movements per app, the most used features, and ``output/mrr_by_month.png``.
+
+The three taps run at once, as the nightly jobs do. DuckDB takes one writer at a time,
+so each run loads its own file (``output/demo-<tap>.duckdb``) and the tables are then
+copied into the warehouse; each run also has its own Meltano system database (an
+SQLite file beside it), since three processes writing one SQLite file may find it
+locked. The runs are full refreshes: no state is kept from one demo to the next.
 """
 
 from __future__ import annotations
@@ -43,30 +49,60 @@ def main() -> int:
     database = output / "warehouse.duckdb"
     database.unlink(missing_ok=True)
     taps = configured_taps()
-    timings: dict[str, float] = {}
+    runs = {}  # tap -> (sandbox, meltano process, its log, its DuckDB file, start time)
     for vendor, (_, _, tap) in isv_sandbox.VENDORS.items():
         if tap not in taps:
             continue
         schema = tap.replace("-", "_")
         log = output / f"demo-{tap}.log"
+        own = output / f"demo-{tap}.duckdb"
+        for stale in (own, own.with_suffix(".meltano.db")):
+            stale.unlink(missing_ok=True)
         print(f"==> {tap}: sandbox API -> meltano run {tap} target-duckdb (log: {log.relative_to(REPO)})",
               flush=True)
-        started = time.monotonic()
-        with isv_sandbox.start(vendor, **SANDBOX_SETTINGS.get(vendor, {})) as server, \
-                log.open("w") as log_file:
-            run = subprocess.run(  # noqa: S603
+        server = isv_sandbox.start(vendor, **SANDBOX_SETTINGS.get(vendor, {}))
+        with log.open("w") as log_file:
+            process = subprocess.Popen(  # noqa: S603
                 [str(MELTANO), "run", "--full-refresh", "--state-id-suffix", "demo", tap,
                  "target-duckdb"],
                 cwd=REPO, env=meltano_env(REPO, tap, server.app.tap_config(), {
-                    "TARGET_DUCKDB_FILEPATH": str(database),
+                    "MELTANO_DATABASE_URI": f"sqlite:///{own.with_suffix('.meltano.db')}",
+                    "TARGET_DUCKDB_FILEPATH": str(own),
                     "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": schema}),
-                stdout=log_file, stderr=subprocess.STDOUT, check=False,
+                stdout=log_file, stderr=subprocess.STDOUT,
             )
-        timings[tap] = time.monotonic() - started
-        if run.returncode != 0:
+        runs[tap] = (server, process, log, own, time.monotonic())
+    timings: dict[str, float] = {}
+    while len(timings) < len(runs):
+        for tap, (_, process, _, _, started) in runs.items():
+            if tap not in timings and process.poll() is not None:
+                timings[tap] = time.monotonic() - started
+        time.sleep(0.05)
+    failed = []
+    for tap, (server, process, log, _, _) in runs.items():
+        server.stop()
+        if process.returncode != 0:
             print(log.read_text()[-4000:], file=sys.stderr)
-            print(f"FAILED: {tap} (exit {run.returncode}); see {log}", file=sys.stderr)
-            return run.returncode
+            print(f"FAILED: {tap} (exit {process.returncode}); see {log}", file=sys.stderr)
+            failed.append(process.returncode)
+    if failed:
+        return failed[0]
+
+    with duckdb.connect(str(database)) as warehouse:
+        for tap, (_, _, _, own, _) in runs.items():
+            schema = tap.replace("-", "_")
+            warehouse.execute(f"ATTACH '{own}' AS loaded (READ_ONLY)")
+            warehouse.execute(f'CREATE SCHEMA "{schema}"')
+            for (table,) in warehouse.execute(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_catalog = 'loaded' AND table_schema = ? ORDER BY table_name",
+                    [schema]).fetchall():
+                warehouse.execute(f'CREATE TABLE "{schema}"."{table}" AS '
+                                  f'SELECT * FROM loaded."{schema}"."{table}"')
+            warehouse.execute("DETACH loaded")
+    for _, _, _, own, _ in runs.values():
+        own.unlink()
+        own.with_suffix(".meltano.db").unlink(missing_ok=True)
 
     print(f"\nLoaded into {database.relative_to(REPO)}:")
     with duckdb.connect(str(database), read_only=True) as db:
