@@ -231,7 +231,9 @@ class ExportFile:
             compressed = isinstance(getattr(body, "raw", None), gzip.GzipFile)
             # utf-8-sig: a byte order mark (Excel, some Salesforce exports) must not
             # become part of the first column's name.
-            lines = _LastLine(io.TextIOWrapper(body, encoding="utf-8-sig", newline=""))
+            text = io.TextIOWrapper(body, encoding="utf-8-sig", newline="")
+            # Only a plain file needs its last line end watched (a line at a time).
+            lines = text if compressed else _LastLine(text)
             reader = csv.reader(lines)
             try:
                 header = next(reader, None)
@@ -258,7 +260,7 @@ class ExportFile:
             except csv.Error as exc:
                 msg = f"{self.where}: CSV line {reader.line_num} is malformed: {exc}"
                 raise PayloadError(msg) from None
-            if not compressed and not lines.ended:
+            if isinstance(lines, _LastLine) and not lines.ended:
                 msg = (f"{self.where}: the file ends inside line {reader.line_num} (no line "
                        "end after it): it is cut short")
                 raise PayloadError(msg)

@@ -63,6 +63,9 @@ class PartnerStream(VendorRESTStream):
     tolerated_statuses = frozenset({403, 404})
     #: A list endpoint, paged with ``Range`` / ``Next-Range``.
     ranged: t.ClassVar[bool] = False
+    #: Record field -> context key: the parent's id stamped on each row, where the
+    #: endpoint's own rows do not name it.
+    parent_id_fields: t.ClassVar[dict[str, str]] = {}
 
     _tap: TapHerokuVendor
 
@@ -81,6 +84,11 @@ class PartnerStream(VendorRESTStream):
 
     def get_new_paginator(self) -> RangePaginator | None:
         return RangePaginator() if self.ranged else None
+
+    def post_process(self, row: dict, context: Context | None = None) -> dict:
+        for field, key in self.parent_id_fields.items():
+            row[field] = context[key] if context else None
+        return row
 
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
         request = super().get_http_request(page=page)
@@ -221,11 +229,7 @@ class AddonConfigStream(PartnerStream):
     primary_keys = ("addon_id", "name")
     schema = StreamSchema(SCHEMAS)
     selected_by_default = False
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict:
-        assert context is not None
-        row["addon_id"] = context["resource_uuid"]
-        return row
+    parent_id_fields = {"addon_id": "resource_uuid"}
 
 
 class AddonAttachmentsStream(PartnerStream):
@@ -282,11 +286,7 @@ class AppDomainsStream(PartnerStream):
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
     ranged = True
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict:
-        assert context is not None
-        row["app_id"] = context["app_id"]
-        return row
+    parent_id_fields = {"app_id": "app_id"}
 
 
 class AppCollaboratorsStream(PartnerStream):
@@ -298,11 +298,7 @@ class AppCollaboratorsStream(PartnerStream):
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
     ranged = True
-
-    def post_process(self, row: dict, context: Context | None = None) -> dict:
-        assert context is not None
-        row["app_id"] = context["app_id"]
-        return row
+    parent_id_fields = {"app_id": "app_id"}
 
 
 PARTNER_STREAMS = (AddonsStream, AddonConfigStream, AddonAttachmentsStream, PartnerAppsStream,
