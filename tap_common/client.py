@@ -493,6 +493,8 @@ class VendorRESTStream(RESTStream):
         retry_statuses: t.Collection[int] = (),
         data: dict | None = None,
         auth: t.Callable | None = None,
+        headers: dict[str, str] | None = None,
+        follow_redirects: bool = True,
     ) -> requests.Response:
         """One request with the same pacing, retries, auth guard and error lines.
 
@@ -501,19 +503,21 @@ class VendorRESTStream(RESTStream):
         are retried like a 503 for this one call (a download that answers 404 until
         the file is ready). ``data`` is a form body; ``auth`` replaces the tap's
         authenticator for this call (a token endpoint's client credentials), and is
-        still only applied to the API's own host.
+        still only applied to the API's own host. ``headers`` are added to the stream's;
+        ``follow_redirects=False`` keeps a credentialed call on the host it was sent to.
         """
         if not url.startswith(("http://", "https://")):
             url = f"{self.url_base}/{url.lstrip('/')}"
         prepared = self.build_prepared_request(
-            method=method, url=url, params=params or {}, json=json, data=data
+            method=method, url=url, params=params or {}, json=json, data=data,
+            headers=headers or {},
         )
         authenticator = self.authenticator if auth is None else HostBoundAuth(auth, self.url_base)
 
         def attempt(prepared_request: requests.PreparedRequest) -> requests.Response:
             authed = authenticator(prepared_request.copy())
             response = self.requests_session.send(
-                authed, timeout=self.timeout, stream=stream, allow_redirects=True
+                authed, timeout=self.timeout, stream=stream, allow_redirects=follow_redirects
             )
             if response.status_code in retry_statuses:
                 raise VendorRetriableError(self.error_line(response), response)

@@ -70,7 +70,7 @@ def _message_from_payload(payload: t.Any) -> str:
     if isinstance(payload, dict):
         errors = payload.get("errors")
         if isinstance(errors, list) and errors:
-            return "; ".join(_one_error(e) for e in errors)
+            return "; ".join(describe_error(e) for e in errors)
         for key in ("error_message", "message", "error", "detail", "title"):
             value = payload.get(key)
             if isinstance(value, str) and value:
@@ -82,7 +82,8 @@ def _message_from_payload(payload: t.Any) -> str:
     return orjson.dumps(payload).decode()
 
 
-def _one_error(error: t.Any) -> str:
+def describe_error(error: t.Any) -> str:
+    """One entry of an ``errors`` list in words: its message, else code: title: detail."""
     if not isinstance(error, dict):
         return str(error)
     if error.get("message"):

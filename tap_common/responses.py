@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import typing as t
 
-from tap_common.errors import PayloadError
+from tap_common.errors import PayloadError, describe_error
 
 #: Words in a vendor's error message that say trying again may help.
 _TRANSIENT_RE = re.compile(
@@ -63,7 +63,7 @@ class ErrorsListEnvelope(ErrorEnvelope):
         errors = payload.get("errors")
         if not isinstance(errors, list) or not errors:
             return None
-        return "; ".join(_one_error(error) for error in errors)
+        return "; ".join(describe_error(error) for error in errors)
 
     def is_transient(self, payload: t.Any, message: str) -> bool:
         statuses = {str(e.get("status")) for e in payload.get("errors", []) if isinstance(e, dict)}
@@ -129,15 +129,6 @@ class FirstOfEnvelopes(ErrorEnvelope):
     def is_transient(self, payload: t.Any, message: str) -> bool:
         found = self._reading(payload)
         return found[0].is_transient(payload, message) if found else False
-
-
-def _one_error(error: t.Any) -> str:
-    if not isinstance(error, dict):
-        return str(error)
-    if error.get("message"):
-        return str(error["message"])
-    parts = [str(error[k]) for k in ("code", "title", "detail") if error.get(k)]
-    return ": ".join(parts) if parts else str(error)
 
 
 # -- where the records are ------------------------------------------------------------------

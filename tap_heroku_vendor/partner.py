@@ -343,7 +343,8 @@ class PartnerSession:
         pages = 0
         requested = {url}
         while url:
-            response = partner_request(stream, "GET", url, headers={"Accept": "application/json"})
+            response = stream.send("GET", url, headers={"Accept": "application/json"},
+                                   follow_redirects=False)
             pages += 1
             entries = listing_entries(stream.decode_json(response))
             for entry in entries:
@@ -417,8 +418,9 @@ class PartnerSession:
         form = {"grant_type": "refresh_token", "refresh_token": install.refresh_token,
                 "client_secret": self._client_secret}
         try:
-            response = partner_request(stream, "POST", self.token_url, data=form,
-                                       headers={"Accept": "application/json"})
+            response = stream.send("POST", self.token_url, data=form,
+                                   headers={"Accept": "application/json"},
+                                   follow_redirects=False)
         except TokenRefused as refused:
             self.refused(install, refused)
             raise InstallSkipped(install.uuid) from None
@@ -523,30 +525,6 @@ class PartnerSession:
             "refusals": {f"{s}:{c}": len(r) for (s, c), r in self.refusals.items()},
             "seconds": time.monotonic() - self.started,
         }
-
-
-# -- requests outside the paginated flow --------------------------------------------------
-
-
-def partner_request(stream: VendorRESTStream, method: str, url: str, *,
-                    headers: dict[str, str] | None = None,
-                    data: dict | None = None) -> requests.Response:
-    """One request with the stream's pacing, retries, per-host credentials and errors.
-
-    Like ``VendorRESTStream.send``, with request headers and the partner streams'
-    per-origin authenticator (which signs nothing outside its own hosts).
-    """
-    prepared = stream.build_prepared_request(method=method, url=url, headers=headers or {},
-                                             data=data)
-
-    def attempt(prepared_request: requests.PreparedRequest) -> requests.Response:
-        authed = stream.authenticator(prepared_request.copy())
-        response = stream.requests_session.send(authed, timeout=stream.timeout,
-                                                allow_redirects=False)
-        stream.validate_response(response)
-        return response
-
-    return stream.request_decorator(attempt)(prepared)
 
 
 # -- the addons.heroku.com listing, read loosely ------------------------------------------
