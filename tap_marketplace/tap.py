@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import importlib
 import re
 import threading
 import typing as t
-from types import ModuleType
 
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
@@ -16,24 +14,12 @@ from tap_common.errors import VendorAPIError
 from tap_common.responses import ErrorsListEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
+from tap_marketplace.streams import report_settings
 
 if t.TYPE_CHECKING:
     from tap_marketplace.client import MarketplaceStream
 
 AGGREGATIONS = ("week", "month")
-
-
-def _reports_module() -> ModuleType | None:
-    """The aggregated-report streams, when that module is part of this build."""
-    try:
-        return importlib.import_module("tap_marketplace.reports")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tap_marketplace.reports":
-            raise
-        return None
-
-
-_REPORTS = _reports_module()
 
 
 class TapMarketplace(VendorTap):
@@ -151,7 +137,7 @@ class TapMarketplace(VendorTap):
             description="Client-side cap on requests per second across all streams "
             "(unset: no cap).",
         ),
-        *getattr(_REPORTS, "SETTINGS", ()),
+        *report_settings.SETTINGS,
         *COMMON_SETTINGS,
     ).to_dict()
 
@@ -210,8 +196,7 @@ class TapMarketplace(VendorTap):
             value = config.get(name)
             if value is not None and value <= 0:
                 errors.append(f"`{name}` must be greater than 0, not {value}.")
-        if _REPORTS is not None and hasattr(_REPORTS, "config_errors"):
-            errors.extend(_REPORTS.config_errors(config))
+        errors.extend(report_settings.config_errors(config))
         return errors
 
     # -- the developer space --------------------------------------------------------
@@ -237,10 +222,7 @@ class TapMarketplace(VendorTap):
     # -- streams --------------------------------------------------------------------
 
     def discover_streams(self) -> list:
-        found = [stream_class(self) for stream_class in streams.STREAMS]
-        if _REPORTS is not None:
-            found.extend(_REPORTS.report_streams(self))
-        return found
+        return [stream_class(self) for stream_class in streams.STREAMS]
 
 
 if __name__ == "__main__":
