@@ -13,10 +13,10 @@ from functools import cached_property
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_common import settings
 from tap_common.auth import origin
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import IdMessageEnvelope
-from tap_common import settings
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams

@@ -8,8 +8,8 @@ from functools import cached_property
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
-from tap_common.responses import SuccessFlagEnvelope
 from tap_common import settings
+from tap_common.responses import SuccessFlagEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_isvapp import streams
 from tap_isvapp.client import IsvappCredentials

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 import typing as t
-from types import ModuleType
 
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_common import settings
 from tap_common.errors import VendorAPIError
 from tap_common.responses import ErrorsListEnvelope
-from tap_common import settings
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
+from tap_marketplace.streams import report_settings
 
 if t.TYPE_CHECKING:
     from tap_marketplace.client import MarketplaceStream
 
 AGGREGATIONS = ("week", "month")
-
-
-def _reports_module() -> ModuleType | None:
-    """The aggregated-report streams, when that module is part of this build."""
-    try:
-        return importlib.import_module("tap_marketplace.reports")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tap_marketplace.reports":
-            raise
-        return None
-
-
-_REPORTS = _reports_module()
 
 
 class TapMarketplace(VendorTap):
@@ -120,7 +106,7 @@ class TapMarketplace(VendorTap):
         ),
         settings.requests_per_second(
             "Client-side cap on requests per second across all streams (unset or 0: no cap)."),
-        *getattr(_REPORTS, "SETTINGS", ()),
+        *report_settings.SETTINGS,
         *COMMON_SETTINGS,
     ).to_dict()
 
@@ -161,8 +147,7 @@ class TapMarketplace(VendorTap):
                 "vendor id, resolved to the developer id); neither is set."
             )
         errors.extend(settings.start_date_errors(config))
-        if _REPORTS is not None and hasattr(_REPORTS, "config_errors"):
-            errors.extend(_REPORTS.config_errors(config))
+        errors.extend(report_settings.config_errors(config))
         return errors
 
     # -- the developer space --------------------------------------------------------
@@ -188,10 +173,7 @@ class TapMarketplace(VendorTap):
     # -- streams --------------------------------------------------------------------
 
     def discover_streams(self) -> list:
-        found = [stream_class(self) for stream_class in streams.STREAMS]
-        if _REPORTS is not None:
-            found.extend(_REPORTS.report_streams(self))
-        return found
+        return [stream_class(self) for stream_class in streams.STREAMS]
 
 
 if __name__ == "__main__":
