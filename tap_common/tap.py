@@ -52,7 +52,7 @@ def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
     if setting in secrets:
         expected = error.validator_value if error.validator == "type" else error.validator
         return f"setting '{setting}' is invalid ({error.validator}: {expected}); its value is secret and not shown"
-    if setting is None or (error.validator in {"type", "required"} and len(error.path) < 2):
+    if setting is None or error.validator == "type":  # jsonschema's words are clear here
         where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
         return f"{error.message}{where}"
     subject = f"`{setting}{''.join(f'[{p!r}]' for p in list(error.path)[1:])}`"
@@ -60,14 +60,16 @@ def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
     if "propertyNames" in error.schema_path:
         return f"{subject} has an unknown key {error.instance!r}; known: {error.validator_value}."
     if error.validator == "required":  # of an object inside a setting: say what it needs
-        missing = error.message.split("'")[1]
+        missing = error.message.split("'")[1]  # jsonschema names it in the message only
         needed = schema.get("properties", {}).get(missing, {}).get("description")
         return f"{subject} needs `{missing}`" + (f": {needed}" if needed else ".")
     if error.validator == "not":  # a key the tap sets itself
         return f"`{setting}` must not contain `{error.path[-1]}`: {schema.get('description')}"
     rule = _rule(error.validator, schema)
+    if rule is None and schema.get("description"):  # e.g. anyOf: the description says it
+        return f"{subject} must be {schema['description']}"
     if rule is None:
-        return f"{subject} is invalid: {schema.get('description') or error.message}"
+        return f"{error.message} in {subject}"
     return f"{subject} must {rule}, not {error.instance!r}."
 
 

@@ -147,7 +147,6 @@ class TapMarketplace(VendorTap):
                 "vendor id, resolved to the developer id); neither is set."
             )
         errors.extend(settings.start_date_errors(config))
-        errors.extend(report_settings.config_errors(config))
         return errors
 
     # -- the developer space --------------------------------------------------------

@@ -5,7 +5,7 @@
     aggregates       series reports, benchmarks, customer insights, search keywords
     partner_metrics  the partner-metrics query
     product_catalog  the Marketplace-wide catalog snapshot (CSV)
-    report_settings  the settings of the aggregated reports and their checks
+    report_settings  the settings of the aggregated reports
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
-"""Settings of the Marketplace aggregated reports and partner metrics, and their checks.
-
-Kept together (settings and ``config_errors``) so they can move into the tap's JSON
-Schema as one piece.
-"""
+"""Settings of the Marketplace aggregated reports and partner metrics: every check of
+them (bounds, the keyword sources, the shape of the partner-metrics query) is part of
+their JSON Schema."""
 
 from __future__ import annotations
 
 import typing as t
 
 from singer_sdk import typing as th
+
+from tap_common import settings
 
 DEFAULT_LOOKBACK_DAYS = 35
 DEFAULT_HISTORY_DAYS = 365
@@ -23,33 +23,55 @@ DEFAULT_PARTNER_METRICS_QUERY: dict[str, t.Any] = {
     "metrics": {"metricFields": [{"name": "INSTALL_COUNT"}]},
 }
 
-SETTINGS = (
+#: The partner-metrics query as far as the tap relies on it; any other key goes to
+#: Atlassian as it is.
+PARTNER_METRICS_QUERY = th.ObjectType(
     th.Property(
-        "report_lookback_days",
-        th.IntegerType,
-        default=DEFAULT_LOOKBACK_DAYS,
-        description="Aggregated reports, partner metrics and daily snapshots are read again "
-        "from this many days before their bookmark, because Atlassian restates recent "
-        "periods. The default (35) re-reads at least the previous month. The window starts "
-        "on the first day of its week or month.",
+        "granularity",
+        th.StringType,
+        allowed_values=[*GRANULARITY_UNITS, *(name.lower() for name in GRANULARITY_UNITS)],
     ),
     th.Property(
+        "metrics",
+        th.ObjectType(additional_properties=True),
+        required=True,
+        description="an object with a non-empty `metricFields` or `metricSets` list, e.g. "
+        '{"metricFields": [{"name": "INSTALL_COUNT"}]}.',
+        anyOf=[{"required": [key], "properties": {key: {"type": "array", "minItems": 1}}}
+               for key in ("metricFields", "metricSets")],
+    ),
+    th.Property(
+        "dateRange",
+        th.AnyType,
+        description="the tap sets it from the bookmark, `start_date` and `report_lookback_days`.",
+        **{"not": {}},
+    ),
+    additional_properties=True,
+)
+
+SETTINGS = (
+    settings.lookback_days(
+        "report_lookback_days", DEFAULT_LOOKBACK_DAYS,
+        "aggregated reports, partner metrics and daily snapshots",
+        "Atlassian restates recent periods. The default (35) re-reads at least the previous "
+        "month. The window starts on the first day of its week or month."),
+    th.Property(
         "report_history_days",
-        th.IntegerType,
+        th.IntegerType(minimum=1),
         default=DEFAULT_HISTORY_DAYS,
         description="Where reports start when there is neither a bookmark nor `start_date`: "
         "this many days back.",
     ),
     th.Property(
         "search_keyword_sources",
-        th.ArrayType(th.StringType),
+        th.ArrayType(th.StringType(allowed_values=list(SEARCH_SOURCES))),
         default=list(SEARCH_SOURCES),
         description="Search sources of the per-source keyword report: `marketplace` and/or "
         "`embedded-marketplace`.",
     ),
     th.Property(
         "partner_metrics_query",
-        th.ObjectType(additional_properties=True),
+        PARTNER_METRICS_QUERY,
         default=DEFAULT_PARTNER_METRICS_QUERY,
         description="Body of the partner-metrics query (`granularity`, `attributes`, "
         "`metrics`, `attributesFilter`, `sortByList`) without `dateRange`, which the tap "
@@ -57,54 +79,8 @@ SETTINGS = (
     ),
     th.Property(
         "partner_metrics_page_periods",
-        th.IntegerType,
+        th.IntegerType(minimum=1, maximum=PARTNER_METRICS_MAX_PAGE_PERIODS),
         default=PARTNER_METRICS_MAX_PAGE_PERIODS,
         description="Periods per partner-metrics request (`limit`, 1-14).",
     ),
 )
-
-
-def config_errors(config: t.Mapping[str, t.Any]) -> list[str]:
-    """Checks of the report settings; each message names its setting."""
-    errors = []
-    for name in ("report_lookback_days", "report_history_days"):
-        value = config.get(name)
-        if value is not None and value < (0 if name == "report_lookback_days" else 1):
-            errors.append(f"`{name}` must be {'0 or more' if 'lookback' in name else 'at least 1'}"
-                          f", not {value}.")
-    sources = config.get("search_keyword_sources")
-    if sources is not None:
-        unknown = sorted(set(sources) - set(SEARCH_SOURCES))
-        if unknown:
-            errors.append(f"`search_keyword_sources` may only hold {list(SEARCH_SOURCES)}; "
-                          f"unknown: {unknown}.")
-    page = config.get("partner_metrics_page_periods")
-    if page is not None and not 1 <= page <= PARTNER_METRICS_MAX_PAGE_PERIODS:
-        errors.append(f"`partner_metrics_page_periods` must be between 1 and "
-                      f"{PARTNER_METRICS_MAX_PAGE_PERIODS}, not {page}.")
-    query = config.get("partner_metrics_query")
-    if query is not None:
-        errors.extend(_partner_query_errors(query))
-    return errors
-
-
-def _partner_query_errors(query: t.Any) -> list[str]:
-    name = "`partner_metrics_query`"
-    if not isinstance(query, dict):
-        return [f"{name} must be an object (the query body), not {type(query).__name__}."]
-    errors = []
-    metrics = query.get("metrics")
-    if not isinstance(metrics, dict) or not (metrics.get("metricFields")
-                                             or metrics.get("metricSets")):
-        errors.append(f"{name} needs `metrics` as an object with a `metricFields` or "
-                      "`metricSets` list, e.g. {\"metricFields\": [{\"name\": "
-                      "\"INSTALL_COUNT\"}]}.")
-    granularity = str(query.get("granularity", "WEEK")).upper()
-    if granularity not in GRANULARITY_UNITS:
-        errors.append(f"{name}: `granularity` must be one of {list(GRANULARITY_UNITS)}, not "
-                      f"{query.get('granularity')!r}.")
-    if "dateRange" in query:
-        errors.append(f"{name} must not contain `dateRange`: the tap sets it from the bookmark, "
-                      "`start_date` and `report_lookback_days`.")
-    return errors
-
