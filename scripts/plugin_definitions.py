@@ -168,9 +168,10 @@ def settings_table(tap: str, info: dict[str, t.Any]) -> str:
         if name in _NOT_SETTINGS or name in _SDK_SETTINGS:
             continue
         default = schema.get("default")
+        default = default if isinstance(default, str) or default is None else json.dumps(default)
         rows.append("| " + " | ".join([
             f"`{name}`", cell(type_text(schema)),
-            "" if default is None else f"`{default if isinstance(default, str) else json.dumps(default)}`",
+            "" if default is None else f"`{default}`",
             "yes" if name in required else "",
             "yes" if schema.get("secret") else "",
             cell(schema.get("description", "")),

@@ -30,12 +30,19 @@ def start_date(use: str) -> th.Property:
     )
 
 
-def requests_per_second(description: str, default: float | None = None) -> th.Property:
+def requests_per_second(default: float | None = None, vendor_limit: str = "") -> th.Property:
     """``requests_per_second``: the client-side pace. With a ``default`` (the vendor's
-    documented limit) it must stay positive; without one, 0 or unset means no cap."""
-    bound = {"exclusive_minimum": 0} if default else {"minimum": 0}
-    return th.Property("requests_per_second", th.NumberType(**bound), default=default,
-                       description=description)
+    documented limit, which ``vendor_limit`` states) it must stay positive; without one it
+    is an optional cap, 0 or unset meaning none (beyond ``vendor_limit``, if any)."""
+    if default:
+        return th.Property(
+            "requests_per_second", th.NumberType(exclusive_minimum=0), default=default,
+            description=f"Requests per second across all streams and token calls; {vendor_limit}.")
+    beyond = f" beyond {vendor_limit}" if vendor_limit else ""
+    return th.Property(
+        "requests_per_second", th.NumberType(minimum=0),
+        description=f"Client-side cap on requests per second across all streams (unset or 0: "
+        f"no cap{beyond}).")
 
 
 def export_polling(poll_interval_default: float, timeout_default: float = 1800) -> list[th.Property]:

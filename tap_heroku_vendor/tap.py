@@ -117,9 +117,7 @@ class TapHerokuVendor(VendorTap):
             "per token) or one per install's token (`per_install`: only if Heroku is known "
             "to meter each token separately).",
         ),
-        settings.requests_per_second(
-            "Client-side cap on requests per second (unset or 0: no cap beyond Heroku's "
-            "request pool)."),
+        settings.requests_per_second(vendor_limit="Heroku's request pool"),
         th.Property(
             "rate_limit_reserve",
             th.IntegerType(minimum=0),

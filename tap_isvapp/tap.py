@@ -64,9 +64,7 @@ class TapIsvapp(VendorTap):
         settings.start_date(
             "the month of taxonomy usage to export from, and the first day of raw request "
             "files. Unset: the latest 12 completed months of usage, the last 45 days of files."),
-        settings.requests_per_second(
-            "Requests per second across all streams and token calls; ISVapp allows 2.",
-            default=ISVAPP_REQUESTS_PER_SECOND),
+        settings.requests_per_second(ISVAPP_REQUESTS_PER_SECOND, "ISVapp allows 2"),
         th.Property(
             "include_health_scores",
             th.BooleanType,

@@ -104,8 +104,7 @@ class TapMarketplace(VendorTap):
             allowed_values=list(AGGREGATIONS),
             description="Period of the aggregated metric reports: `week` or `month`.",
         ),
-        settings.requests_per_second(
-            "Client-side cap on requests per second across all streams (unset or 0: no cap)."),
+        settings.requests_per_second(),
         *report_settings.SETTINGS,
         *COMMON_SETTINGS,
     ).to_dict()
