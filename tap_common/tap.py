@@ -49,14 +49,16 @@ class Terminated(BaseException):
 def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
     """One line naming the setting that broke a schema constraint, never a secret's value."""
     setting = str(error.path[0]) if error.path else None
+    schema = error.schema if isinstance(error.schema, dict) else {}
     if setting in secrets:
-        expected = error.validator_value if error.validator == "type" else error.validator
-        return f"setting '{setting}' is invalid ({error.validator}: {expected}); its value is secret and not shown"
+        rule = _rule(error.validator, schema) if len(error.path) == 1 else None
+        expected = f"must {rule}" if rule else (
+            f"{error.validator}: {error.validator_value if error.validator == 'type' else error.validator}")
+        return f"setting '{setting}' is invalid ({expected}); its value is secret and not shown"
     if setting is None or error.validator == "type":  # jsonschema's words are clear here
         where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
         return f"{error.message}{where}"
     subject = f"`{setting}{''.join(f'[{p!r}]' for p in list(error.path)[1:])}`"
-    schema = error.schema if isinstance(error.schema, dict) else {}
     if "propertyNames" in error.schema_path:
         return f"{subject} has an unknown key {error.instance!r}; known: {error.validator_value}."
     if error.validator == "required":  # of an object inside a setting: say what it needs
