@@ -50,11 +50,15 @@ def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
     """One line naming the setting that broke a schema constraint, never a secret's value."""
     setting = str(error.path[0]) if error.path else None
     schema = error.schema if isinstance(error.schema, dict) else {}
-    if setting in secrets:
+    if setting in secrets:  # the constraint, in words where they exist; never the value
         rule = _rule(error.validator, schema) if len(error.path) == 1 else None
-        expected = f"must {rule}" if rule else (
-            f"{error.validator}: {error.validator_value if error.validator == 'type' else error.validator}")
-        return f"setting '{setting}' is invalid ({expected}); its value is secret and not shown"
+        if rule:
+            broken = f"must {rule}"
+        elif error.validator == "type":
+            broken = f"type: {error.validator_value}"
+        else:
+            broken = str(error.validator)
+        return f"setting '{setting}' is invalid ({broken}); its value is secret and not shown"
     if setting is None or error.validator == "type":  # jsonschema's words are clear here
         where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
         return f"{error.message}{where}"
@@ -174,10 +178,8 @@ class VendorTap(Tap):
         self.append_builtin_config(schema)
         properties = schema.get("properties", {})
         secrets = {name for name, prop in properties.items() if prop.get("secret")}
-        errors = [
-            _describe_config_error(error, secrets)
-            for error in JSONSchemaValidator(schema, format_checker=settings.FORMATS).iter_errors(self._config)
-        ]
+        validator = JSONSchemaValidator(schema, format_checker=settings.FORMATS)
+        errors = [_describe_config_error(error, secrets) for error in validator.iter_errors(self._config)]
         if not errors:
             errors = self.extra_config_errors()
         if errors and raise_errors:
