@@ -18,7 +18,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
-from tap_common import redact, writer
+from tap_common import redact, settings, writer
 from tap_common.auth import HostBoundAuth
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import ErrorEnvelope
@@ -27,43 +27,8 @@ from tap_common.writer import OrjsonSingerWriter
 if t.TYPE_CHECKING:
     from types import FrameType
 
-COMMON_SETTINGS = th.PropertiesList(
-    th.Property(
-        "user_agent",
-        th.StringType,
-        description="User-Agent header sent with every request.",
-    ),
-    th.Property(
-        "request_timeout_seconds",
-        th.NumberType,
-        default=300,
-        description="Seconds to wait for a response before the request is retried.",
-    ),
-    th.Property(
-        "max_retries",
-        th.IntegerType,
-        default=8,
-        description="Retries of a request that failed with 429, 5xx or a network error.",
-    ),
-    th.Property(
-        "retry_backoff_seconds",
-        th.NumberType,
-        default=2,
-        description=(
-            "First wait before a retry; it doubles on each further retry (capped at "
-            "120 s). A Retry-After header from the vendor takes precedence."
-        ),
-    ),
-    th.Property(
-        "max_retry_after_seconds",
-        th.NumberType,
-        default=300,
-        description=(
-            "Longest wait a Retry-After header may ask for; a longer one fails the run at "
-            "once, naming the wait, instead of sleeping through it."
-        ),
-    ),
-)
+#: The settings of the HTTP client, shared by every tap (kept under this name for the taps).
+COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT)
 
 
 class Terminated(BaseException):
@@ -82,12 +47,57 @@ class Terminated(BaseException):
 
 
 def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
+    """One line naming the setting that broke a schema constraint, never a secret's value."""
     setting = str(error.path[0]) if error.path else None
-    where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
-    if setting in secrets:
-        expected = error.validator_value if error.validator == "type" else error.validator
-        return f"setting '{setting}' is invalid ({error.validator}: {expected}); its value is secret and not shown"
-    return f"{error.message}{where}"
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    if setting in secrets:  # the constraint, in words where they exist; never the value
+        rule = _rule(error.validator, schema) if len(error.path) == 1 else None
+        if rule:
+            broken = f"must {rule}"
+        elif error.validator == "type":
+            broken = f"type: {error.validator_value}"
+        else:
+            broken = str(error.validator)
+        return f"setting '{setting}' is invalid ({broken}); its value is secret and not shown"
+    if setting is None or error.validator == "type":  # jsonschema's words are clear here
+        where = f" in config[{']['.join(repr(p) for p in error.path)}]" if error.path else ""
+        return f"{error.message}{where}"
+    subject = f"`{setting}{''.join(f'[{p!r}]' for p in list(error.path)[1:])}`"
+    if "propertyNames" in error.schema_path:
+        return f"{subject} has an unknown key {error.instance!r}; known: {error.validator_value}."
+    if error.validator == "required":  # of an object inside a setting: say what it needs
+        missing = error.message.split("'")[1]  # jsonschema names it in the message only
+        needed = schema.get("properties", {}).get(missing, {}).get("description")
+        return f"{subject} needs `{missing}`" + (f": {needed}" if needed else ".")
+    if error.validator == "not":  # a key the tap sets itself
+        return f"`{setting}` must not contain `{error.path[-1]}`: {schema.get('description')}"
+    rule = _rule(error.validator, schema)
+    if rule is None and schema.get("description"):  # e.g. anyOf: the description says it
+        return f"{subject} must be {schema['description']}"
+    if rule is None:
+        return f"{error.message} in {subject}"
+    return f"{subject} must {rule}, not {error.instance!r}."
+
+
+def _rule(validator: str, schema: dict[str, t.Any]) -> str | None:
+    """The constraint ``validator`` of a setting's ``schema``, in words."""
+    if validator in {"minimum", "maximum"} and {"minimum", "maximum"} <= schema.keys():
+        return f"be between {schema['minimum']} and {schema['maximum']}"
+    if validator == "minimum":
+        return f"be {schema['minimum']} or more"
+    if validator == "maximum":
+        return f"be {schema['maximum']} or less"
+    if validator == "exclusiveMinimum":
+        return f"be greater than {schema['exclusiveMinimum']}"
+    if validator == "exclusiveMaximum":
+        return f"be less than {schema['exclusiveMaximum']}"
+    if validator == "enum":
+        return f"be one of {schema['enum']}"
+    if validator == "pattern":
+        return f"match {schema['pattern']}"
+    if validator == "format":
+        return f"be {settings.FORMAT_WORDS.get(schema['format'], 'a ' + schema['format'])}"
+    return None
 
 
 class VendorTap(Tap):
@@ -168,10 +178,8 @@ class VendorTap(Tap):
         self.append_builtin_config(schema)
         properties = schema.get("properties", {})
         secrets = {name for name, prop in properties.items() if prop.get("secret")}
-        errors = [
-            _describe_config_error(error, secrets)
-            for error in JSONSchemaValidator(schema).iter_errors(self._config)
-        ]
+        validator = JSONSchemaValidator(schema, format_checker=settings.FORMATS)
+        errors = [_describe_config_error(error, secrets) for error in validator.iter_errors(self._config)]
         if not errors:
             errors = self.extra_config_errors()
         if errors and raise_errors:

@@ -13,6 +13,7 @@ from functools import cached_property
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_common import settings
 from tap_common.auth import origin
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import IdMessageEnvelope
@@ -57,12 +58,7 @@ class TapHerokuVendor(VendorTap):
             description="The add-on manifest `api.password`; the Basic auth password (see "
             "`manifest_id`).",
         ),
-        th.Property(
-            "api_url",
-            th.URIType,
-            default="https://api.heroku.com",
-            description="Base URL of the Heroku API (App Info API and Platform API).",
-        ),
+        settings.api_url("https://api.heroku.com", "Heroku API (App Info API and Platform API)"),
         th.Property(
             "oauth_client_secret",
             th.StringType,
@@ -106,7 +102,7 @@ class TapHerokuVendor(VendorTap):
         ),
         th.Property(
             "page_size",
-            th.IntegerType,
+            th.IntegerType(minimum=1, maximum=partner_api.MAX_PAGE_SIZE),
             default=partner_api.MAX_PAGE_SIZE,
             description="Partner mode: items per page of the list endpoints (`Range: id ..; "
             "max=N`; Heroku allows 1 to 1000).",
@@ -121,22 +117,17 @@ class TapHerokuVendor(VendorTap):
             "per token) or one per install's token (`per_install`: only if Heroku is known "
             "to meter each token separately).",
         ),
-        th.Property(
-            "requests_per_second",
-            th.NumberType,
-            description="Client-side cap on requests per second (unset: no cap beyond "
-            "Heroku's request pool).",
-        ),
+        settings.requests_per_second(vendor_limit="Heroku's request pool"),
         th.Property(
             "rate_limit_reserve",
-            th.IntegerType,
+            th.IntegerType(minimum=0),
             default=100,
             description="When `RateLimit-Remaining` falls to this many requests, the tap "
             "paces itself at the pool's refill rate instead of running into 429s.",
         ),
         th.Property(
             "rate_limit_refill_per_second",
-            th.NumberType,
+            th.NumberType(minimum=0),
             default=HEROKU_POOL_REFILL_PER_SECOND,
             description="Refill rate of Heroku's request pool (75 per minute); 0 turns "
             "the pacing off.",
@@ -165,8 +156,6 @@ class TapHerokuVendor(VendorTap):
                           "install's resource_uuid and refresh_token)")
         if bool(config.get("manifest_id")) != bool(config.get("manifest_password")):
             errors.append("manifest_id and manifest_password go together (both or neither)")
-        if not 1 <= int(config.get("page_size", partner_api.MAX_PAGE_SIZE)) <= partner_api.MAX_PAGE_SIZE:
-            errors.append(f"page_size must be between 1 and {partner_api.MAX_PAGE_SIZE}")
         urls = {name: str(config.get(name) or default) for name, default in (
             ("api_url", ""), ("oauth_token_url", partner_api.DEFAULT_TOKEN_URL),
             ("addons_api_url", partner_api.DEFAULT_ADDONS_API_URL))}

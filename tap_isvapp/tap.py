@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import typing as t
 from functools import cached_property
 
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
+from tap_common import settings
 from tap_common.responses import SuccessFlagEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_isvapp import streams
@@ -60,26 +60,11 @@ class TapIsvapp(VendorTap):
             description="OAuth2 client secret, sent with `client_id` as HTTP Basic to the "
             "token endpoint only.",
         ),
-        th.Property(
-            "api_url",
-            th.URIType,
-            default="https://api.isvapp.com",
-            description="Base URL of the ISVapp API.",
-        ),
-        th.Property(
-            "start_date",
-            th.DateType,
-            description="First day of data on a first run (YYYY-MM-DD): the month of "
-            "taxonomy usage to export from, and the first day of raw request files. "
-            "Unset: the latest 12 completed months of usage, the last 45 days of files.",
-        ),
-        th.Property(
-            "requests_per_second",
-            th.NumberType,
-            default=ISVAPP_REQUESTS_PER_SECOND,
-            description="Requests per second across all streams and token calls; ISVapp "
-            "allows 2.",
-        ),
+        settings.api_url("https://api.isvapp.com", "ISVapp API"),
+        settings.start_date(
+            "the month of taxonomy usage to export from, and the first day of raw request "
+            "files. Unset: the latest 12 completed months of usage, the last 45 days of files."),
+        settings.requests_per_second(ISVAPP_REQUESTS_PER_SECOND, "ISVapp allows 2"),
         th.Property(
             "include_health_scores",
             th.BooleanType,
@@ -101,29 +86,15 @@ class TapIsvapp(VendorTap):
             description="Limit `taxonomy_item_usage` to these Salesforce account IDs "
             "(15 or 18 characters). Unset: every account.",
         ),
-        th.Property(
-            "export_poll_interval_seconds",
-            th.NumberType,
-            default=10,
-            description="Seconds between two status checks of a pending export.",
-        ),
-        th.Property(
-            "export_timeout_seconds",
-            th.NumberType,
-            default=1800,
-            description="Fail the run if an export is not COMPLETED after this many seconds.",
-        ),
-        th.Property(
-            "lookback_days",
-            th.IntegerType,
-            default=3,
-            description="Days before the bookmark that `package_usage_requests` and "
-            "`package_usage_logs` read again on each run (Salesforce delivers usage logs "
-            "up to a few days late).",
-        ),
+        *settings.export_polling(poll_interval_default=10),
+        settings.lookback_days(
+            "lookback_days", 3, "`package_usage_requests` and `package_usage_logs`",
+            "Salesforce delivers usage logs up to a few days late."),
         th.Property(
             "oauth_scopes",
             th.ObjectType(additional_properties=th.StringType),
+            propertyNames={"enum": sorted(
+                {s.name for s in streams.STREAMS} | {streams.AccountCheck.name})},
             description="OAuth2 scope per stream name, where it differs from the tap's "
             "default (`salesforce_accounts` and `salesforce_account_summaries`: "
             "salesforce_accounts; `exports`, `taxonomy_item_usage`: exports; "
@@ -161,35 +132,13 @@ class TapIsvapp(VendorTap):
         elif has_id != has_secret:
             present, missing = ("client_id", "client_secret") if has_id else ("client_secret", "client_id")
             errors.append(f"`{present}` is set but `{missing}` is missing: OAuth2 needs both.")
-        errors.extend(self._start_date_errors())
+        errors.extend(settings.start_date_errors(config))
         selectors = [s for s in streams.TAXONOMY_SELECTORS if config.get(s)]
         if len(selectors) > 1:
             errors.append(f"Set only one of `export_taxonomy_ids`, `export_taxonomy_level_ids`, "
                           f"`export_taxonomy_item_ids` (ISVapp accepts exactly one); set: "
                           f"{', '.join(selectors)}.")
-        for setting in ("requests_per_second", "export_poll_interval_seconds",
-                        "export_timeout_seconds"):
-            if setting in config and config[setting] is not None and config[setting] <= 0:
-                errors.append(f"`{setting}` must be greater than 0, not {config[setting]}.")
-        if config.get("lookback_days") is not None and config["lookback_days"] < 0:
-            errors.append(f"`lookback_days` must be 0 or more, not {config['lookback_days']}.")
-        known = {s.name for s in streams.STREAMS} | {streams.AccountCheck.name}
-        unknown = sorted(set(config.get("oauth_scopes") or {}) - known)
-        if unknown:
-            errors.append(f"`oauth_scopes` names unknown streams {unknown}; known: {sorted(known)}.")
         return errors
-
-    def _start_date_errors(self) -> list[str]:
-        value = self.config.get("start_date")
-        if not value:
-            return []
-        try:
-            day = dt.date.fromisoformat(str(value)[:10])
-        except ValueError:
-            return [f"`start_date` must be a date like 2024-01-31, not {value!r}."]
-        if day > dt.datetime.now(dt.timezone.utc).date():
-            return [f"`start_date` {value} is in the future."]
-        return []
 
     def sync_all(self) -> None:
         taxonomy = self.streams[streams.TaxonomyItemUsageStream.name]

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import datetime
-import importlib
-import re
 import threading
 import typing as t
-from types import ModuleType
 
 from singer_sdk import typing as th
 from singer_sdk.authenticators import BasicAuthenticator
 
+from tap_common import settings
 from tap_common.errors import VendorAPIError
 from tap_common.responses import ErrorsListEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
+from tap_marketplace.streams import report_settings
 
 if t.TYPE_CHECKING:
     from tap_marketplace.client import MarketplaceStream
 
 AGGREGATIONS = ("week", "month")
-
-
-def _reports_module() -> ModuleType | None:
-    """The aggregated-report streams, when that module is part of this build."""
-    try:
-        return importlib.import_module("tap_marketplace.reports")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tap_marketplace.reports":
-            raise
-        return None
-
-
-_REPORTS = _reports_module()
 
 
 class TapMarketplace(VendorTap):
@@ -66,23 +51,15 @@ class TapMarketplace(VendorTap):
         ),
         th.Property(
             "vendor_id",
-            th.StringType,
+            th.StringType(pattern=r"^[0-9]+$"),
             description="The numeric Marketplace vendor id, resolved once per run to the "
             "developer id through `/rest/3/developer-space/vendor/{vendorId}` when "
             "`developer_id` is not set.",
         ),
-        th.Property(
-            "api_url",
-            th.URIType,
-            default="https://api.atlassian.com/marketplace",
-            description="Base URL of the Marketplace API (the `/rest/3/...` paths hang off it).",
-        ),
-        th.Property(
-            "start_date",
-            th.DateType,
-            description="Earliest date of reporting data to sync (YYYY-MM-DD): sent as "
-            "`startDate`, and as the first `lastUpdated` bound before a bookmark exists.",
-        ),
+        settings.api_url("https://api.atlassian.com/marketplace",
+                         "Marketplace API (the `/rest/3/...` paths hang off it)"),
+        settings.start_date(
+            "sent as `startDate`, and as the first `lastUpdated` bound before a bookmark exists."),
         th.Property(
             "product_ids",
             th.ArrayType(th.StringType),
@@ -110,34 +87,16 @@ class TapMarketplace(VendorTap):
             description="Read licenses and transactions through Atlassian's asynchronous "
             "export (recommended for large vendors) instead of paging the list endpoints.",
         ),
-        th.Property(
-            "export_poll_interval_seconds",
-            th.NumberType,
-            default=5,
-            description="Seconds between two polls of an export's status.",
-        ),
-        th.Property(
-            "export_timeout_seconds",
-            th.NumberType,
-            default=1800,
-            description="Fail the run if an export has not completed after this long.",
-        ),
-        th.Property(
-            "marketing_attribution_lookback_days",
-            th.IntegerType,
-            default=streams.ATTRIBUTION_LOOKBACK_DAYS,
-            description="`marketing_attribution` is read again from this many days before "
-            "its bookmark: a touch point arrives when the evaluation it led to starts, dated "
-            "up to 30 days earlier. The default (35) is those 30 days and 5 to spare.",
-        ),
-        th.Property(
-            "feedback_lookback_days",
-            th.IntegerType,
-            default=streams.FEEDBACK_LOOKBACK_DAYS,
-            description="`feedback` is read again from this many days before its bookmark: "
+        *settings.export_polling(poll_interval_default=5),
+        settings.lookback_days(
+            "marketing_attribution_lookback_days", streams.ATTRIBUTION_LOOKBACK_DAYS,
+            "`marketing_attribution`", "a touch point arrives when the evaluation it led to "
+            "starts, dated up to 30 days earlier. The default (35) is those 30 days and 5 to "
+            "spare."),
+        settings.lookback_days(
+            "feedback_lookback_days", streams.FEEDBACK_LOOKBACK_DAYS, "`feedback`",
             "it can only be asked by its `date` (there is no `lastUpdated`), so a row that "
-            "becomes visible after its day is only read if that day is read again.",
-        ),
+            "becomes visible after its day is only read if that day is read again."),
         th.Property(
             "aggregation",
             th.StringType,
@@ -145,13 +104,8 @@ class TapMarketplace(VendorTap):
             allowed_values=list(AGGREGATIONS),
             description="Period of the aggregated metric reports: `week` or `month`.",
         ),
-        th.Property(
-            "requests_per_second",
-            th.NumberType,
-            description="Client-side cap on requests per second across all streams "
-            "(unset: no cap).",
-        ),
-        *getattr(_REPORTS, "SETTINGS", ()),
+        settings.requests_per_second(),
+        *report_settings.SETTINGS,
         *COMMON_SETTINGS,
     ).to_dict()
 
@@ -191,27 +145,7 @@ class TapMarketplace(VendorTap):
                 "Set `developer_id` (the developer space UUID) or `vendor_id` (the numeric "
                 "vendor id, resolved to the developer id); neither is set."
             )
-        if vendor_id and not developer_id and not re.fullmatch(r"\d+", str(vendor_id)):
-            errors.append(f"`vendor_id` must be the numeric vendor id, not {vendor_id!r}.")
-        start_date = config.get("start_date")
-        if start_date:
-            try:
-                start = datetime.date.fromisoformat(str(start_date)[:10])
-            except ValueError:
-                errors.append(f"`start_date` must be a date (YYYY-MM-DD), not {start_date!r}.")
-            else:
-                if start > datetime.datetime.now(datetime.timezone.utc).date():
-                    errors.append(f"`start_date` {start_date} is in the future.")
-        for name in ("marketing_attribution_lookback_days", "feedback_lookback_days"):
-            value = config.get(name)
-            if value is not None and value < 0:
-                errors.append(f"`{name}` must be 0 or more, not {value}.")
-        for name in ("export_poll_interval_seconds", "export_timeout_seconds"):
-            value = config.get(name)
-            if value is not None and value <= 0:
-                errors.append(f"`{name}` must be greater than 0, not {value}.")
-        if _REPORTS is not None and hasattr(_REPORTS, "config_errors"):
-            errors.extend(_REPORTS.config_errors(config))
+        errors.extend(settings.start_date_errors(config))
         return errors
 
     # -- the developer space --------------------------------------------------------
@@ -237,10 +171,7 @@ class TapMarketplace(VendorTap):
     # -- streams --------------------------------------------------------------------
 
     def discover_streams(self) -> list:
-        found = [stream_class(self) for stream_class in streams.STREAMS]
-        if _REPORTS is not None:
-            found.extend(_REPORTS.report_streams(self))
-        return found
+        return [stream_class(self) for stream_class in streams.STREAMS]
 
 
 if __name__ == "__main__":

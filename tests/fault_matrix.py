@@ -216,7 +216,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("marketplace", "GET async/export/{id} (attribution)", "GET",
        R + r"(/sales/transactions)?/async/export/[^/]+$", "marketing_attribution",
        body="json-array"),
-    # -- Marketplace: aggregated reports (tap_marketplace/reports.py) --------------------
+    # -- Marketplace: aggregated reports (tap_marketplace/streams/) -----------------------
     _report("GET evaluations/{metric}", r"/evaluations/[^/]+$", "evaluation_metrics"),
     _report("GET feedback/metrics/{metric}", r"/feedback/metrics/[^/]+$", "feedback_metrics"),
     _report("GET sales/transactions/{metric}",

@@ -11,6 +11,8 @@ from contextlib import redirect_stdout
 
 import pytest
 import requests
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
 from isv_sandbox.core import Response, SandboxServer, VendorApp, public
 from tap_common.auth import HostBoundAuth
@@ -25,7 +27,9 @@ from tap_common.exports import (
     rows_with_resume,
     wait_for_export,
 )
+from tap_common import settings
 from tap_common.ratelimit import RequestThrottle
+from tap_common.tap import VendorTap
 from tap_common.writer import OrjsonSingerWriter
 
 
@@ -374,3 +378,47 @@ def test_redacting_filter_rewrites_message_arguments_and_traceback():
     text = logging.Formatter().format(record)
     assert "signature=" not in text and "filter-test-secret-value" not in text
     assert "failed: url?<redacted>" in text and "Traceback (most recent call last)" in text
+
+
+# -- settings: a constraint of the JSON Schema is one line naming the setting ------------------
+
+
+class SettingsTap(VendorTap):
+    """Settings only: the shared groups and one setting per kind of constraint."""
+
+    name = "tap-settings"
+    config_jsonschema = th.PropertiesList(
+        settings.start_date("test."),
+        settings.lookback_days("lookback_days", 3, "`things`", "test."),
+        *settings.export_polling(poll_interval_default=1),
+        th.Property("page_size", th.IntegerType(minimum=1, maximum=10)),
+        th.Property("mode", th.StringType, allowed_values=["a", "b"]),
+        th.Property("sources", th.ArrayType(th.StringType(allowed_values=["x", "y"]))),
+        th.Property("vendor_id", th.StringType(pattern="^[0-9]+$")),
+        th.Property("token", th.StringType(pattern="^tok-"), secret=True),
+    ).to_dict()
+
+    def discover_streams(self) -> list:
+        return []
+
+
+@pytest.mark.parametrize(("change", "line"), [
+    ({"lookback_days": -1}, "`lookback_days` must be 0 or more, not -1."),
+    ({"export_timeout_seconds": 0}, "`export_timeout_seconds` must be greater than 0, not 0."),
+    ({"page_size": 11}, "`page_size` must be between 1 and 10, not 11."),
+    ({"mode": "c"}, "`mode` must be one of ['a', 'b'], not 'c'."),
+    ({"sources": ["x", "z"]}, "`sources[1]` must be one of ['x', 'y'], not 'z'."),
+    ({"vendor_id": "acme"}, "`vendor_id` must match ^[0-9]+$, not 'acme'."),
+    ({"start_date": "soon"}, "`start_date` must be a date (YYYY-MM-DD), not 'soon'."),
+    ({"page_size": "ten"}, "'ten' is not of type 'integer', 'null' in config['page_size']"),
+    ({"token": "secret-9"}, "setting 'token' is invalid (must match ^tok-); its value is secret and not shown"),
+])
+def test_a_schema_constraint_fails_in_one_line_naming_the_setting(change, line):
+    with pytest.raises(ConfigValidationError) as raised:
+        SettingsTap(config=change, parse_env_config=False)
+    assert raised.value.errors == [line]
+    assert "secret-9" not in " ".join(raised.value.errors)
+
+
+def test_start_date_may_be_a_timestamp_as_the_streams_read_its_date():
+    SettingsTap(config={"start_date": "2024-01-31T00:00:00Z"}, parse_env_config=False)

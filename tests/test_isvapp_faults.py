@@ -194,7 +194,7 @@ def test_empty_200_body_fails_clearly(isvapp):
     ({"export_taxonomy_ids": "abc"}, "config['export_taxonomy_ids']"),
     ({"export_taxonomy_item_ids": ["x"]}, "Set only one of `export_taxonomy_ids`"),
     ({"export_timeout_seconds": -1}, "`export_timeout_seconds` must be greater than 0"),
-    ({"oauth_scopes": {"accounts": "x"}}, "`oauth_scopes` names unknown streams ['accounts']"),
+    ({"oauth_scopes": {"accounts": "x"}}, "`oauth_scopes` has an unknown key 'accounts'"),
 ])
 def test_bad_config_names_the_setting(change, named):
     config = {"api_url": "http://127.0.0.1:9", "client_id": "id", "client_secret": "s3cr3t-value",

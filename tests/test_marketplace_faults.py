@@ -256,14 +256,14 @@ def test_empty_200_body_gives_a_clear_message(marketplace):
     ({"api_token": None}, "'api_token' is a required property"),
     ({"api_token": "  "}, "`api_token` is empty"),
     ({"developer_id": None}, "Set `developer_id` (the developer space UUID) or `vendor_id`"),
-    ({"developer_id": None, "vendor_id": "acme"}, "`vendor_id` must be the numeric vendor id"),
+    ({"developer_id": None, "vendor_id": "acme"}, "`vendor_id` must match ^[0-9]+$, not 'acme'"),
     ({"export_timeout_seconds": "soon"}, "config['export_timeout_seconds']"),
     ({"product_ids": "a,b"}, "'a,b' is not of type 'array', 'null' in config['product_ids']"),
     ({"use_async_exports": "yes"}, "config['use_async_exports']"),
     ({"export_poll_interval_seconds": 0}, "`export_poll_interval_seconds` must be greater than 0"),
     ({"start_date": "2999-01-01"}, "`start_date` 2999-01-01 is in the future"),
     ({"start_date": "last week"}, "`start_date` must be a date (YYYY-MM-DD), not 'last week'"),
-    ({"aggregation": "day"}, "'day' is not one of ['week', 'month'] in config['aggregation']"),
+    ({"aggregation": "day"}, "`aggregation` must be one of ['week', 'month'], not 'day'"),
 ])
 def test_bad_config_fails_before_any_request_naming_the_setting(marketplace, change, expected):
     server = marketplace()

@@ -9,7 +9,7 @@ import datetime
 import itertools
 
 from tap_marketplace import flatten
-from tap_marketplace.reports import (
+from tap_marketplace.streams.aggregates import (
     ChurnBenchmarksStream,
     CustomerInsightsStream,
     EvaluationBenchmarksStream,

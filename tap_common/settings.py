@@ -1,0 +1,135 @@
+"""Settings several taps share, declared once: each function returns the ``th.Property``
+(or properties) with the wording and constraints every tap uses, and takes only what
+differs per tap (a default, the streams it concerns, why).
+
+Constraints on one setting live in the JSON Schema (``minimum``, ``exclusiveMinimum``,
+``maximum``, ``enum``, ``pattern``, ``format``); ``VendorTap.extra_config_errors`` keeps
+only the checks that span settings (or need today's date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+
+from jsonschema import FormatChecker
+from singer_sdk import typing as th
+
+
+def api_url(default: str, api: str) -> th.Property:
+    """``api_url``: the vendor API's base URL; its requests alone carry the credentials."""
+    return th.Property("api_url", th.URIType, default=default, description=f"Base URL of the {api}.")
+
+
+def start_date(use: str) -> th.Property:
+    """``start_date``: where a first run starts; ``use`` says what it bounds for this tap."""
+    return th.Property(
+        "start_date",
+        th.DateType,
+        description=f"First day of data to sync (YYYY-MM-DD, not in the future): {use}",
+    )
+
+
+def requests_per_second(default: float | None = None, vendor_limit: str = "") -> th.Property:
+    """``requests_per_second``: the client-side pace. With a ``default`` (the vendor's
+    documented limit, which ``vendor_limit`` states) it must stay positive; without one it
+    is an optional cap, 0 or unset meaning none (beyond ``vendor_limit``, if any)."""
+    if default:
+        return th.Property(
+            "requests_per_second", th.NumberType(exclusive_minimum=0), default=default,
+            description=f"Requests per second across all streams and token calls; {vendor_limit}.")
+    beyond = f" beyond {vendor_limit}" if vendor_limit else ""
+    return th.Property(
+        "requests_per_second", th.NumberType(minimum=0),
+        description=f"Client-side cap on requests per second across all streams (unset or 0: "
+        f"no cap{beyond}).")
+
+
+def export_polling(poll_interval_default: float, timeout_default: float = 1800) -> list[th.Property]:
+    """How an asynchronous export is waited for: the poll interval and the timeout."""
+    return [
+        th.Property(
+            "export_poll_interval_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=poll_interval_default,
+            description="Seconds between two status checks of a pending export.",
+        ),
+        th.Property(
+            "export_timeout_seconds",
+            th.NumberType(exclusive_minimum=0),
+            default=timeout_default,
+            description="Fail the run if an export has not completed after this many seconds.",
+        ),
+    ]
+
+
+def lookback_days(name: str, default: int, what: str, why: str) -> th.Property:
+    """A ``…lookback_days`` setting: ``what`` is read again from that many days before
+    its bookmark on every run, ``why`` (the vendor's late or restated data)."""
+    return th.Property(
+        name,
+        th.IntegerType(minimum=0),
+        default=default,
+        description=f"Read {what} again from this many days before the bookmark on every "
+        f"run: {why}",
+    )
+
+
+#: The HTTP client's settings, the same in every tap (see ``tap_common.client``).
+HTTP_CLIENT = (
+    th.Property(
+        "user_agent",
+        th.StringType,
+        description="User-Agent header sent with every request.",
+    ),
+    th.Property(
+        "request_timeout_seconds",
+        th.NumberType(exclusive_minimum=0),
+        default=300,
+        description="Seconds to wait for a response before the request is retried.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=8,
+        description="Retries of a request that failed with 429, 5xx or a network error.",
+    ),
+    th.Property(
+        "retry_backoff_seconds",
+        th.NumberType(minimum=0),
+        default=2,
+        description=(
+            "First wait before a retry; it doubles on each further retry (capped at "
+            "120 s). A Retry-After header from the vendor takes precedence."
+        ),
+    ),
+    th.Property(
+        "max_retry_after_seconds",
+        th.NumberType(minimum=0),
+        default=300,
+        description=(
+            "Longest wait a Retry-After header may ask for; a longer one fails the run at "
+            "once, naming the wait, instead of sleeping through it."
+        ),
+    ),
+)
+
+
+#: The string formats the taps check (JSON Schema only annotates ``format`` unless asked),
+#: and how a config error names them.
+FORMATS = FormatChecker(formats=())
+FORMAT_WORDS = {"date": "a date (YYYY-MM-DD)"}
+
+
+@FORMATS.checks("date", raises=ValueError)
+def _is_date(value: object) -> bool:
+    # As the streams read it: the first ten characters, so a timestamp's date part counts too.
+    return not isinstance(value, str) or bool(dt.date.fromisoformat(value[:10]))
+
+
+def start_date_errors(config: t.Mapping[str, t.Any]) -> list[str]:
+    """``start_date`` in the future: a check against today, which a schema cannot make."""
+    value = config.get("start_date")
+    if value and dt.date.fromisoformat(str(value)[:10]) > dt.datetime.now(dt.timezone.utc).date():
+        return [f"`start_date` {value} is in the future."]
+    return []
