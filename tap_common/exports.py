@@ -462,6 +462,11 @@ class ExportStream:
         """What the log line of a started export adds (e.g. `` (timeframe X)``)."""
         return ""
 
+    def export_status(self, vendor_status: t.Any, message: str | None = None,
+                      **details: t.Any) -> ExportStatus:
+        """A poll's answer in the tap's terms, by ``export_states`` (for ``poll_export``)."""
+        return ExportStatus.of(vendor_status, self.export_states, message, **details)
+
     # -- the rest, once --------------------------------------------------------------
 
     def export_rows(self, request: dict[str, t.Any], context: Context | None

@@ -198,10 +198,10 @@ class TaxonomyItemUsageStream(ExportStream, IsvappStream):
 
     def poll_export(self, export: Export) -> ExportStatus:
         data = self.decode_json(self.send("GET", export.url), "$.data")
-        return ExportStatus.of(data.get("status"), EXPORT_STATES, data.get("error_message"),
-                               download_url=data.get("download_url"),
-                               expires_at=data.get("expires_at"),
-                               expired=bool(data.get("is_expired")))
+        return self.export_status(data.get("status"), data.get("error_message"),
+                                  download_url=data.get("download_url"),
+                                  expires_at=data.get("expires_at"),
+                                  expired=bool(data.get("is_expired")))
 
     def read_export_file(self, file: ExportFile) -> t.Iterator[dict]:
         return file.ndjson_rows()

@@ -335,7 +335,8 @@ class ExportableReportingStream(ExportStream, ReportingStream):
     With ``use_async_exports`` (the default) the export is started with the filters
     as query params and ``accept=json``, polled through ``_links.status`` until
     ``export.status`` is COMPLETED, and its JSON array is streamed element by element
-    from ``_links.download``.
+    from ``_links.download``. A run interrupted meanwhile leaves the export in the
+    state; the next run with the same filters resumes it (``ExportStream``).
     """
 
     #: The POST that starts the export.
@@ -380,7 +381,7 @@ class ExportableReportingStream(ExportStream, ReportingStream):
         status = self.decode_json(response, "$.export")
         message = next((str(status[k]) for k in ("message", "errorMessage", "error", "reason")
                         if status.get(k)), None)
-        return ExportStatus.of(status.get("status"), EXPORT_STATES, message)
+        return self.export_status(status.get("status"), message)
 
     def read_export_file(self, file: ExportFile) -> t.Iterator[dict]:
         return file.json_array_rows(self.export_wrapper_key)
