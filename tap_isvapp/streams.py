@@ -348,15 +348,15 @@ class PackageUsageLogsStream(UsageLogWindows, IsvappStream):
         super().__init__(*args, **kwargs)
         self.signed_urls = SignedUrls(self.fetch_signed_urls)
         self.csv_columns = frozenset(self.schema["properties"]) - self.OWN_FIELDS
-        self._resume_day: dt.date | None = None
+        self._first_day: dt.date | None = None
 
     def wants(self, request: dict) -> bool:
         """Whether this stream still needs the file of ``request`` (not before its own
         bookmark less the look-back; the parent may read further back for itself)."""
-        if self._resume_day is None:
-            self._resume_day = self.first_day()
+        if self._first_day is None:
+            self._first_day = self.first_day()
         end = request.get("sf_end_time") or request.get("request_sf_end_time") or ""
-        return not end or dt.date.fromisoformat(end[:10]) >= self._resume_day
+        return not end or dt.date.fromisoformat(end[:10]) >= self._first_day
 
     def fetch_signed_urls(self, request_ids: list[str]) -> dict[str, str]:
         response = self.send("POST", self.path, json={"request_ids": request_ids})
