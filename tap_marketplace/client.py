@@ -281,6 +281,8 @@ class ReportingStream(MarketplaceStream):
     filters_by_product = True
     #: The collection key in the page envelope.
     collection_key: t.ClassVar[str] = ""
+    #: The query parameter the first day to read goes to (``lastUpdated``, ``startDate``).
+    bookmark_param: t.ClassVar[str | None] = None
     #: For rows without an id: this field gets their content key (``OccurrenceKeys``).
     content_key_field: t.ClassVar[str | None] = None
     # The spec types some collections as one object (licenses): accept both.
@@ -294,7 +296,14 @@ class ReportingStream(MarketplaceStream):
             self.records_jsonpath = f"$.{self.collection_key}[*]"
 
     def query(self, context: Context | None) -> dict[str, t.Any]:
-        """Filters of this stream, also used to start its export."""
+        """Filters of this stream, also used to start its export: the first day to read
+        (``starting_date``) as ``bookmark_param``; as ``lastUpdated``, with ``start_date``
+        as ``startDate`` beside it."""
+        if self.bookmark_param == "lastUpdated":
+            return {"startDate": self.config.get("start_date"),
+                    "lastUpdated": self.starting_date(context)}
+        if self.bookmark_param:
+            return {self.bookmark_param: self.starting_date(context)}
         return {}
 
     def queries(self, context: Context | None) -> list[dict[str, t.Any]]:
