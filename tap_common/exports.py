@@ -1,4 +1,8 @@
-"""Asynchronous exports: wait for the vendor to finish, then stream the file row by row.
+"""Asynchronous exports: start, wait for the vendor to finish, stream the file row by row.
+
+``ExportStream`` is the declaration: a vendor says how to start an export, how to poll
+it and how to read its file; the waiting, the download retries, the typing of the rows
+and resuming an export an interrupted run left (kept in the stream's state) live here.
 
 Nothing here holds a file in memory: bodies are read in 1 MiB blocks, decompressed on
 the fly when they are gzip, and parsed one line (NDJSON, CSV) or one array element
@@ -8,7 +12,9 @@ the fly when they are gzip, and parsed one line (NDJSON, CSV) or one array eleme
 from __future__ import annotations
 
 import csv
+import datetime
 import gzip
+import hashlib
 import io
 import logging
 import time
@@ -21,7 +27,11 @@ import orjson
 import requests
 import urllib3
 
-from tap_common.errors import ExportFailedError, PayloadError
+from tap_common.coercion import TypedRows
+from tap_common.errors import ExportFailedError, PayloadError, VendorAPIError
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +53,21 @@ class ExportStatus:
     message: str | None = None
     #: The vendor statuses the tap knows, for the message about one it does not.
     known: tuple[str, ...] = ()
+    #: Where the file is, once the vendor says (None: where the start said).
+    download_url: str | None = None
+    #: When the vendor deletes the export (ISO timestamp), once it says.
+    expires_at: str | None = None
+    #: The vendor says the export has expired (its file is gone).
+    expired: bool = False
 
     @classmethod
     def of(cls, vendor_status: t.Any, states: t.Mapping[str, str],
-           message: str | None = None) -> ExportStatus:
+           message: str | None = None, **details: t.Any) -> ExportStatus:
         """The status word mapped by ``states`` (vendor status -> state); any other
-        word (or none) is UNKNOWN, which ``wait_for_export`` fails on at once."""
+        word (or none) is UNKNOWN, which ``wait_for_export`` fails on at once.
+        ``details``: ``download_url``, ``expires_at``, ``expired``."""
         word = str(vendor_status) if vendor_status not in (None, "") else "(none)"
-        return cls(states.get(word, UNKNOWN), word, message, tuple(states))
+        return cls(states.get(word, UNKNOWN), word, message, tuple(states), **details)
 
 
 def wait_for_export(
@@ -355,3 +372,190 @@ def rows_with_resume(
                            "already emitted", exc, attempt + 1, attempts, emitted)
         else:
             return
+
+
+# -- the export stream declaration -----------------------------------------------------
+
+#: Stream-state key of the export being waited for or downloaded.
+IN_FLIGHT_EXPORT = "in_flight_export"
+
+
+@dataclass
+class Export:
+    """One export at the vendor: its id, the URL its status is polled at, where its file
+    is (when the start already says) and when the vendor deletes it (once known)."""
+
+    id: str
+    url: str
+    #: A download link the start gives (kept in the state; one from a poll is not).
+    download_url: str | None = None
+    expires_at: str | None = None
+
+    def saved(self, request: str) -> dict[str, t.Any]:
+        """The state entry that lets a later run resume this export (``request``: the
+        fingerprint of what was asked)."""
+        entry = {"id": self.id, "url": self.url, "request": request,
+                 "expires_at": self.expires_at}
+        if self.download_url:
+            entry["download_url"] = self.download_url
+        return entry
+
+    @classmethod
+    def from_saved(cls, entry: t.Mapping[str, t.Any]) -> Export:
+        return cls(entry["id"], entry["url"], entry.get("download_url"),
+                   entry.get("expires_at"))
+
+    def expired_by(self, now: datetime.datetime) -> bool:
+        if not self.expires_at:
+            return False
+        return datetime.datetime.fromisoformat(self.expires_at.replace("Z", "+00:00")) <= now
+
+
+def request_fingerprint(request: t.Mapping[str, t.Any]) -> str:
+    """What an export asks for, as a short stable hash: a saved export is only resumed
+    for the same request."""
+    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+class ExportStream:
+    """Mixin for a ``VendorRESTStream`` read through asynchronous exports.
+
+    A vendor declares ``export_states`` (its status words), ``start_export`` (the
+    request -> an ``Export``), ``poll_export`` (-> an ``ExportStatus``) and
+    ``read_export_file`` (a downloaded ``ExportFile`` -> its rows); ``export_rows(request,
+    context)`` does the rest: waits for the export (``export_poll_interval_seconds``,
+    ``export_timeout_seconds``), downloads its file (again if the connection drops,
+    skipping rows already emitted), types the rows by the schema (``typed_export_rows``)
+    and keeps the export in the stream state while it is in flight. A run killed while
+    waiting or downloading leaves it there; the next run with the same request resumes
+    it unless the vendor has expired it or it failed.
+    """
+
+    name: str
+    config: t.Mapping[str, t.Any]
+    schema: dict
+    logger: logging.Logger
+    send: t.Callable[..., requests.Response]
+    get_context_state: t.Callable[[Context | None], dict]
+
+    #: The vendor's status words -> PENDING, COMPLETED or FAILED.
+    export_states: t.ClassVar[t.Mapping[str, str]]
+    #: Seconds between polls unless ``export_poll_interval_seconds`` is set.
+    default_poll_interval_seconds: t.ClassVar[float] = 5
+    #: Statuses the download may answer right after COMPLETED ("not ready yet"): retried.
+    download_retry_statuses: t.ClassVar[frozenset[int]] = frozenset()
+    #: Convert the rows' text values to the schema's integer/number/boolean types.
+    typed_export_rows: t.ClassVar[bool] = False
+
+    # -- what a vendor declares ------------------------------------------------------
+
+    def start_export(self, request: dict[str, t.Any], context: Context | None) -> Export:
+        raise NotImplementedError
+
+    def poll_export(self, export: Export) -> ExportStatus:
+        raise NotImplementedError
+
+    def read_export_file(self, file: ExportFile) -> t.Iterator[dict]:
+        raise NotImplementedError
+
+    def describe_export_request(self, request: dict[str, t.Any]) -> str:
+        """What the log line of a started export adds (e.g. `` (timeframe X)``)."""
+        return ""
+
+    def export_status(self, vendor_status: t.Any, message: str | None = None,
+                      **details: t.Any) -> ExportStatus:
+        """A poll's answer in the tap's terms, by ``export_states`` (for ``poll_export``)."""
+        return ExportStatus.of(vendor_status, self.export_states, message, **details)
+
+    # -- the rest, once --------------------------------------------------------------
+
+    def export_rows(self, request: dict[str, t.Any], context: Context | None
+                    ) -> t.Iterator[dict]:
+        """The rows of the export for ``request``: resumed, or started, then waited for."""
+        export, download_url = self.completed_export(request, context)
+
+        def download() -> t.Iterator[dict]:
+            response = self.send("GET", download_url, stream=True,
+                                 retry_statuses=self.download_retry_statuses)
+            return self.read_export_file(ExportFile(response, stream=self.name,
+                                                    export=export.id))
+
+        rows = rows_with_resume(download)
+        if self.typed_export_rows:
+            rows = self.typed_rows.rows(rows, where=f"{self.name}: export {export.id}")
+        yield from rows
+        self.get_context_state(context).pop(IN_FLIGHT_EXPORT, None)
+
+    @property
+    def typed_rows(self) -> TypedRows:
+        """The schema's converters, compiled once per stream."""
+        compiled = self.__dict__.get("_typed_rows")
+        if compiled is None:
+            compiled = self.__dict__["_typed_rows"] = TypedRows(self.schema)
+        return compiled
+
+    def completed_export(self, request: dict[str, t.Any], context: Context | None
+                         ) -> tuple[Export, str]:
+        """The completed export for ``request`` and the URL of its file."""
+        fingerprint = request_fingerprint(request)
+        export = self.resumable_export(fingerprint, context)
+        if export is None:
+            export = self.start_export(request, context)
+            self.logger.info("%s: requested export %s%s", self.name, export.id,
+                             self.describe_export_request(request))
+            self.remember_in_flight(export, fingerprint, context)
+        status = wait_for_export(
+            stream=self.name, export_id=export.id, poll=lambda: self.poll_export(export),
+            interval_seconds=float(self.config.get("export_poll_interval_seconds",
+                                                   self.default_poll_interval_seconds)),
+            timeout_seconds=float(self.config.get("export_timeout_seconds", 1800)))
+        # A download URL the poll gives may carry a key: it is used, never saved.
+        download_url = status.download_url or export.download_url
+        if not download_url:
+            msg = (f"{self.name}: export {export.id} is {status.vendor_status} but has no "
+                   "download_url")
+            raise PayloadError(msg)
+        export.expires_at = status.expires_at or export.expires_at
+        self.remember_in_flight(export, fingerprint, context)
+        return export, download_url
+
+    def interrupted_export(self, context: Context | None) -> dict | None:
+        """The export an interrupted run left in this context's state, read before this
+        run's first export replaces it: a run killed during its second export left that
+        one, and it is resumed when its turn comes."""
+        interrupted = self.__dict__.setdefault("_interrupted_exports", {})
+        key = orjson.dumps(context or {}, option=orjson.OPT_SORT_KEYS)
+        if key not in interrupted:
+            interrupted[key] = self.get_context_state(context).get(IN_FLIGHT_EXPORT)
+        return interrupted[key]
+
+    def resumable_export(self, fingerprint: str, context: Context | None) -> Export | None:
+        saved = self.interrupted_export(context)
+        if not saved or saved.get("request") != fingerprint:
+            return None
+        export = Export.from_saved(saved)
+        if export.expired_by(datetime.datetime.now(datetime.timezone.utc)):
+            self.logger.info("%s: export %s from the interrupted run expired at %s; "
+                             "requesting a new one", self.name, export.id, export.expires_at)
+            return None
+        try:
+            status = self.poll_export(export)
+        except VendorAPIError as exc:
+            self.logger.warning("%s: cannot resume export %s (%s); requesting a new one",
+                                self.name, export.id, exc)
+            return None
+        if status.expired or status.state == FAILED:
+            self.logger.info("%s: export %s from the interrupted run is %s; requesting a "
+                             "new one", self.name, export.id,
+                             "expired" if status.expired else status.vendor_status)
+            return None
+        self.logger.info("%s: resuming export %s (%s) from the interrupted run",
+                         self.name, export.id, status.vendor_status)
+        return export
+
+    def remember_in_flight(self, export: Export, fingerprint: str,
+                           context: Context | None) -> None:
+        """Put the export in the state at once, so an interrupted run can resume it."""
+        self.get_context_state(context)[IN_FLIGHT_EXPORT] = export.saved(fingerprint)
+        self.state_manager.is_flushed = False  # type: ignore[attr-defined]
+        self._write_state_message()  # type: ignore[attr-defined]

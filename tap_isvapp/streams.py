@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import time
 import typing as t
 
-import orjson
 from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_common.auth import origin
@@ -16,11 +14,13 @@ from tap_common.exports import (
     COMPLETED,
     FAILED,
     PENDING,
+    Export,
     ExportFile,
     ExportStatus,
+    ExportStream,
     rows_with_resume,
-    wait_for_export,
 )
+from tap_common.windows import WindowedStream, saved_bookmark, utc_today
 from tap_isvapp import schemas
 from tap_isvapp.client import IsvappStream
 
@@ -42,23 +42,9 @@ SIGNED_URL_USABLE_SECONDS = 15 * 60 - 90
 #: A download that answers 404 right after its export COMPLETED is retried.
 DOWNLOAD_NOT_READY_STATUSES = frozenset({404})
 EXPORT_STATES = {"PENDING": PENDING, "COMPLETED": COMPLETED, "ERRORED": FAILED}
-METRICS = ("unique_users", "unique_users_external", "unique_users_internal",
-           "operations", "operations_external", "operations_internal")
 TAXONOMY_SELECTORS = {"export_taxonomy_ids": "taxonomy_ids",
                       "export_taxonomy_level_ids": "taxonomy_level_ids",
                       "export_taxonomy_item_ids": "taxonomy_item_ids"}
-
-
-def utc_today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
-
-
-def saved_bookmark(stream: IsvappStream) -> str | None:
-    """The bookmark this stream finished its last run with (None on a first run)."""
-    state = stream.stream_state
-    if state.get("replication_key") == stream.replication_key:
-        return state.get("replication_key_value")
-    return None
 
 
 # -- Salesforce accounts --------------------------------------------------------------
@@ -165,7 +151,7 @@ def months_between(first: str, last: str) -> list[str]:
     return months
 
 
-class TaxonomyItemUsageStream(IsvappStream):
+class TaxonomyItemUsageStream(ExportStream, IsvappStream):
     """Monthly usage per account and taxonomy item, from asynchronous TAXONOMY_ITEM
     exports: requested, polled until COMPLETED, then read row by row from the gzip
     NDJSON file. The six metrics arrive as numeric strings and are emitted as integers.
@@ -177,24 +163,20 @@ class TaxonomyItemUsageStream(IsvappStream):
     primary_keys = ("reference_date", "salesforce_account_id", "taxonomy_item_id")
     replication_key = "reference_date"
     schema = StreamSchema(SCHEMAS)
-    #: Stream-state key of the export being waited for or downloaded.
-    IN_FLIGHT = "in_flight_export"
-    #: The ``IN_FLIGHT`` entry this run started with, left by an interrupted run.
-    interrupted_export: dict | None = None
+    export_states = EXPORT_STATES
+    default_poll_interval_seconds = 10
+    download_retry_statuses = DOWNLOAD_NOT_READY_STATUSES
+    typed_export_rows = True
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # A start_date moved past the bookmark wins, as it does for timestamp bookmarks.
-        starts = [saved_bookmark(self), (self.config.get("start_date") or "")[:7]]
+        starts = [saved_bookmark(self.stream_state, self.replication_key),
+                  (self.config.get("start_date") or "")[:7]]
         first_month = max(filter(None, starts), default=None)
-        # Read before this run's first export replaces it: a run killed during its
-        # second export left that one, and it is resumed when its turn comes.
-        self.interrupted_export = self.stream_state.get(self.IN_FLIGHT)
         for timeframe in timeframes_to_export(first_month, utc_today()):
-            export = self.completed_export(self.export_request(timeframe))
-            for row in self.export_rows(export):
+            for row in self.export_rows(self.export_request(timeframe), context):
                 if first_month is None or row["reference_date"] >= first_month:
                     yield row
-            self.stream_state.pop(self.IN_FLIGHT, None)
 
     def export_request(self, timeframe: str) -> dict:
         body: dict[str, t.Any] = {"type": "TAXONOMY_ITEM", "aggregation": "MONTHLY",
@@ -206,105 +188,41 @@ class TaxonomyItemUsageStream(IsvappStream):
             body["salesforce_account_ids"] = list(self.config["export_salesforce_account_ids"])
         return body
 
-    def completed_export(self, body: dict) -> dict:
-        """The export for ``body``: the one an interrupted run left, or a new one."""
-        fingerprint = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-        export = self.resumable_export(fingerprint)
-        if export is None:
-            export = self.decode_json(self.send("POST", self.path, json=body), "$.data",
-                                      fields=("id", "url"))
-            self.logger.info("%s: requested export %s (timeframe %s)",
-                             self.name, export["id"], body["timeframe"])
-            self.remember_in_flight(export, fingerprint)
-        latest = export
+    def describe_export_request(self, request: dict[str, t.Any]) -> str:
+        return f" (timeframe {request['timeframe']})"
 
-        def poll() -> ExportStatus:
-            nonlocal latest
-            latest = self.decode_json(self.send("GET", export["url"]), "$.data")
-            return ExportStatus.of(latest.get("status"), EXPORT_STATES,
-                                   latest.get("error_message"))
+    def start_export(self, request: dict[str, t.Any], context: Context | None) -> Export:
+        data = self.decode_json(self.send("POST", self.path, json=request), "$.data",
+                                fields=("id", "url"))
+        return Export(data["id"], data["url"], expires_at=data.get("expires_at"))
 
-        wait_for_export(stream=self.name, export_id=export["id"], poll=poll,
-                        interval_seconds=float(self.config.get("export_poll_interval_seconds", 10)),
-                        timeout_seconds=float(self.config.get("export_timeout_seconds", 1800)))
-        self.remember_in_flight(latest, fingerprint)
-        return latest
+    def poll_export(self, export: Export) -> ExportStatus:
+        data = self.decode_json(self.send("GET", export.url), "$.data")
+        return self.export_status(data.get("status"), data.get("error_message"),
+                                  download_url=data.get("download_url"),
+                                  expires_at=data.get("expires_at"),
+                                  expired=bool(data.get("is_expired")))
 
-    def resumable_export(self, fingerprint: str) -> dict | None:
-        saved = self.interrupted_export
-        if not saved or saved.get("request") != fingerprint:
-            return None
-        expires_at = saved.get("expires_at")
-        if expires_at and dt.datetime.fromisoformat(expires_at.replace("Z", "+00:00")) \
-                <= dt.datetime.now(dt.timezone.utc):
-            self.logger.info("%s: export %s from the interrupted run expired at %s; "
-                             "requesting a new one", self.name, saved["id"], expires_at)
-            return None
-        try:
-            export = self.decode_json(self.send("GET", saved["url"]), "$.data",
-                                      fields=("id", "url"))
-        except VendorAPIError as exc:
-            self.logger.warning("%s: cannot resume export %s (%s); requesting a new one",
-                                self.name, saved["id"], exc)
-            return None
-        if export.get("is_expired") or export.get("status") == "ERRORED":
-            self.logger.info("%s: export %s from the interrupted run is %s; requesting a "
-                             "new one", self.name, saved["id"],
-                             "expired" if export.get("is_expired") else "ERRORED")
-            return None
-        self.logger.info("%s: resuming export %s (%s) from the interrupted run",
-                         self.name, export["id"], export.get("status"))
-        return export
-
-    def remember_in_flight(self, export: dict, fingerprint: str) -> None:
-        """Put the export in the state at once, so an interrupted run can resume it."""
-        self.stream_state[self.IN_FLIGHT] = {
-            "id": export["id"], "url": export["url"], "request": fingerprint,
-            "expires_at": export.get("expires_at"),
-        }
-        self.state_manager.is_flushed = False
-        self._write_state_message()
-
-    def export_rows(self, export: dict) -> t.Iterator[dict]:
-        if not export.get("download_url"):
-            msg = f"{self.name}: export {export['id']} is COMPLETED but has no download_url"
-            raise PayloadError(msg)
-
-        def open_rows() -> t.Iterator[dict]:
-            response = self.send("GET", export["download_url"], stream=True,
-                                 retry_statuses=DOWNLOAD_NOT_READY_STATUSES)
-            return ExportFile(response, stream=self.name, export=export["id"]).ndjson_rows()
-
-        for number, row in enumerate(rows_with_resume(open_rows), 1):
-            for metric in METRICS:
-                value = row.get(metric)
-                if value is not None:
-                    try:
-                        row[metric] = int(value)
-                    except (TypeError, ValueError):
-                        msg = (f"{self.name}: export {export['id']}: line {number} has "
-                               f"{metric}={value!r}, not a whole number")
-                        raise PayloadError(msg) from None
-            yield row
+    def read_export_file(self, file: ExportFile) -> t.Iterator[dict]:
+        return file.ndjson_rows()
 
 
 # -- raw package usage log files ----------------------------------------------------
 
 
-def resume_day(stream: IsvappStream) -> dt.date:
-    """First day to read: the bookmark less ``lookback_days`` (Salesforce delivers usage
-    logs days late), else ``start_date``, else the last 45 days."""
-    start_date = stream.config.get("start_date")
-    floor = dt.date.fromisoformat(start_date[:10]) if start_date else None
-    bookmark = saved_bookmark(stream)
-    if bookmark:
-        day = dt.date.fromisoformat(bookmark[:10]) - dt.timedelta(
-            days=int(stream.config.get("lookback_days", 3)))
-        return max(day, floor) if floor else day
-    return floor or utc_today() - dt.timedelta(days=DEFAULT_REQUEST_HISTORY_DAYS - 1)
+class UsageLogWindows(WindowedStream):
+    """Where the package usage log streams start: ``lookback_days`` before the bookmark
+    (Salesforce delivers usage logs days late), else ``start_date``, else the last 45
+    days (their retention); windows of at most 31 days up to yesterday."""
+
+    lookback_days = 3
+    lookback_setting = "lookback_days"
+    history_days = DEFAULT_REQUEST_HISTORY_DAYS - 1  # today is the 45th day
+    window_days = MAX_REQUEST_WINDOW_DAYS
+    last_day_offset = 1
 
 
-class PackageUsageRequestsStream(IsvappStream):
+class PackageUsageRequestsStream(UsageLogWindows, IsvappStream):
     """Raw package usage log requests, listed in windows of at most 31 days up to
     yesterday; each run re-reads ``lookback_days`` before its bookmark."""
 
@@ -317,16 +235,12 @@ class PackageUsageRequestsStream(IsvappStream):
 
     @property
     def partitions(self) -> list[dict]:
-        """One ``from``..``to`` window (both days included) per 31 days."""
+        """One ``from``..``to`` window (both days included) per 31 days, from where the
+        stream or its selected log files start."""
         readers = [s for s in (self, *self.child_streams) if s.selected] or [self]
-        day = min(resume_day(s) for s in readers)
-        last = utc_today() - dt.timedelta(days=1)
-        windows = []
-        while day <= last:
-            end = min(day + dt.timedelta(days=MAX_REQUEST_WINDOW_DAYS - 1), last)
-            windows.append({"from": day.isoformat(), "to": end.isoformat()})
-            day = end + dt.timedelta(days=1)
-        return windows
+        first = min(s.first_day() for s in readers)
+        return [{"from": first_day.isoformat(), "to": last_day.isoformat()}
+                for first_day, last_day in self.date_windows(first)]
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         if not context:  # nothing to read: the range ends before it starts
@@ -415,7 +329,7 @@ class SignedUrls:
             self._upcoming.remove(request_id)
 
 
-class PackageUsageLogsStream(IsvappStream):
+class PackageUsageLogsStream(UsageLogWindows, IsvappStream):
     """Rows of each request's gzip CSV file (Salesforce App Analytics package usage
     logs), read by header name; columns this schema does not know go to
     ``extra_columns``."""
@@ -434,15 +348,15 @@ class PackageUsageLogsStream(IsvappStream):
         super().__init__(*args, **kwargs)
         self.signed_urls = SignedUrls(self.fetch_signed_urls)
         self.csv_columns = frozenset(self.schema["properties"]) - self.OWN_FIELDS
-        self._resume_day: dt.date | None = None
+        self._first_day: dt.date | None = None
 
     def wants(self, request: dict) -> bool:
         """Whether this stream still needs the file of ``request`` (not before its own
         bookmark less the look-back; the parent may read further back for itself)."""
-        if self._resume_day is None:
-            self._resume_day = resume_day(self)
+        if self._first_day is None:
+            self._first_day = self.first_day()
         end = request.get("sf_end_time") or request.get("request_sf_end_time") or ""
-        return not end or dt.date.fromisoformat(end[:10]) >= self._resume_day
+        return not end or dt.date.fromisoformat(end[:10]) >= self._first_day
 
     def fetch_signed_urls(self, request_ids: list[str]) -> dict[str, str]:
         response = self.send("POST", self.path, json={"request_ids": request_ids})

@@ -7,7 +7,6 @@ configured developer id, or the one resolved once per run from ``vendor_id``.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import typing as t
 from collections import Counter
@@ -21,11 +20,12 @@ from tap_common.exports import (
     COMPLETED,
     FAILED,
     PENDING,
+    Export,
     ExportFile,
     ExportStatus,
-    rows_with_resume,
-    wait_for_export,
+    ExportStream,
 )
+from tap_common.windows import WindowedStream
 
 if t.TYPE_CHECKING:
     import requests
@@ -170,7 +170,7 @@ class BodyTokenPaginator(BaseAPIPaginator[t.Optional[str]]):
 # -- streams --------------------------------------------------------------------------
 
 
-class MarketplaceStream(VendorRESTStream):
+class MarketplaceStream(WindowedStream, VendorRESTStream):
     """A Marketplace API v3 endpoint.
 
     Records are shaped to their schema here, once: ``adapt`` (per stream) fixes the
@@ -183,10 +183,6 @@ class MarketplaceStream(VendorRESTStream):
     filters_by_product: t.ClassVar[bool] = False
     #: Context keys (the parent's ids) copied into each record.
     context_fields: t.ClassVar[tuple[str, ...]] = ()
-    #: Days re-read before the bookmark's day, for rows that arrive dated behind it;
-    #: ``lookback_setting`` names the setting that overrides the default.
-    lookback_days: t.ClassVar[int] = 0
-    lookback_setting: t.ClassVar[str | None] = None
 
     def adapt(self, row: dict, context: Context | None) -> dict | None:
         """The vendor's row in this stream's terms; None drops it."""
@@ -237,29 +233,10 @@ class MarketplaceStream(VendorRESTStream):
         # Bookmarks here are ISO dates (or "YYYY-MM-DD HH:MM:SS"): they sort as strings.
         return max(str(value), str(start_date_value))
 
-    @property
-    def lookback(self) -> int:
-        if self.lookback_setting:
-            return int(self.config.get(self.lookback_setting, self.lookback_days))
-        return self.lookback_days
-
     def starting_date(self, context: Context | None) -> str | None:
-        """The bookmark's day (inclusive) less ``lookback`` days, never before
-        ``start_date``; without a bookmark ``start_date``; None for a full pull."""
-        start_date = self.config.get("start_date")
-        floor = str(start_date)[:10] if start_date else None
-        if not self.replication_key:
-            return floor
-        value = self.get_starting_replication_key_value(context)
-        if not value:
-            return None
-        day = str(value)[:10]
-        bookmarked = self.get_context_state(context).get("replication_key_value")
-        if bookmarked and self.lookback:
-            day = (datetime.date.fromisoformat(day)
-                   - datetime.timedelta(days=self.lookback)).isoformat()
-            day = max(day, floor) if floor else day
-        return day
+        """``first_day`` as the API's ``YYYY-MM-DD``; None for a full pull."""
+        first = self.first_day(context)
+        return first.isoformat() if first else None
 
 
 class CursorStream(MarketplaceStream):
@@ -304,6 +281,8 @@ class ReportingStream(MarketplaceStream):
     filters_by_product = True
     #: The collection key in the page envelope.
     collection_key: t.ClassVar[str] = ""
+    #: The query parameter the first day to read goes to (``lastUpdated``, ``startDate``).
+    bookmark_param: t.ClassVar[str | None] = None
     #: For rows without an id: this field gets their content key (``OccurrenceKeys``).
     content_key_field: t.ClassVar[str | None] = None
     # The spec types some collections as one object (licenses): accept both.
@@ -317,7 +296,14 @@ class ReportingStream(MarketplaceStream):
             self.records_jsonpath = f"$.{self.collection_key}[*]"
 
     def query(self, context: Context | None) -> dict[str, t.Any]:
-        """Filters of this stream, also used to start its export."""
+        """Filters of this stream, also used to start its export: the first day to read
+        (``starting_date``) as ``bookmark_param``; as ``lastUpdated``, with ``start_date``
+        as ``startDate`` beside it."""
+        if self.bookmark_param == "lastUpdated":
+            return {"startDate": self.config.get("start_date"),
+                    "lastUpdated": self.starting_date(context)}
+        if self.bookmark_param:
+            return {self.bookmark_param: self.starting_date(context)}
         return {}
 
     def queries(self, context: Context | None) -> list[dict[str, t.Any]]:
@@ -352,13 +338,14 @@ class ReportingStream(MarketplaceStream):
             self._current_query = {}
 
 
-class ExportableReportingStream(ReportingStream):
+class ExportableReportingStream(ExportStream, ReportingStream):
     """A reporting collection that can also be read through Atlassian's async export.
 
     With ``use_async_exports`` (the default) the export is started with the filters
     as query params and ``accept=json``, polled through ``_links.status`` until
     ``export.status`` is COMPLETED, and its JSON array is streamed element by element
-    from ``_links.download``.
+    from ``_links.download``. A run interrupted meanwhile leaves the export in the
+    state; the next run with the same filters resumes it (``ExportStream``).
     """
 
     #: The POST that starts the export.
@@ -367,22 +354,26 @@ class ExportableReportingStream(ReportingStream):
     export_wrapper_key: t.ClassVar[str | None] = None
     #: Streams without a list endpoint always export.
     export_only: t.ClassVar[bool] = False
+    export_states = EXPORT_STATES
+    # Right after COMPLETED the download may still answer 404 "Export is being
+    # processed" for a moment: that 404 is retried like a 503.
+    download_retry_statuses = frozenset({404})
 
     @property
     def uses_export(self) -> bool:
         return self.export_only or bool(self.config.get("use_async_exports", True))
 
     def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
-        if self.uses_export:
-            return self.export_rows(query, context)
-        return super().query_rows(query, context)
-
-    def export_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterator[dict]:
+        if not self.uses_export:
+            return super().query_rows(query, context)
         params = self.get_url_params(context, None)
         params.pop("offset", None)
         params.pop("limit", None)
         params.update(query, accept="json")
-        started = self.send("POST", self.url_for(self.export_path, context), params=params,
+        return self.export_rows(params, context)
+
+    def start_export(self, request: dict[str, t.Any], context: Context | None) -> Export:
+        started = self.send("POST", self.url_for(self.export_path, context), params=request,
                             json={})
         body = self.decode_json(started, "$")
         export_id = str((body.get("export") or {}).get("id") or "(no id)")
@@ -392,29 +383,14 @@ class ExportableReportingStream(ReportingStream):
             msg = (f"{self.name}: export {export_id} was started but the answer has no "
                    f"status/download links: {str(body)[:200]}")
             raise PayloadError(msg)
-        self.logger.info("%s: started export %s", self.name, export_id)
+        return Export(export_id, api_href(status_href), api_href(download_href))
 
-        wait_for_export(
-            stream=self.name,
-            export_id=export_id,
-            poll=lambda: self.export_status(api_href(status_href)),
-            interval_seconds=float(self.config.get("export_poll_interval_seconds", 5)),
-            timeout_seconds=float(self.config.get("export_timeout_seconds", 1800)),
-        )
+    def poll_export(self, export: Export) -> ExportStatus:
+        response = self.send("GET", export.url)
+        status = self.decode_json(response, "$.export")
+        message = next((str(status[k]) for k in ("message", "errorMessage", "error", "reason")
+                        if status.get(k)), None)
+        return self.export_status(status.get("status"), message)
 
-        def download() -> t.Iterator[dict]:
-            # Right after COMPLETED the download may still answer 404 "Export is being
-            # processed" for a moment: that 404 is retried like a 503.
-            response = self.send("GET", api_href(download_href), stream=True,
-                                 retry_statuses={404})
-            return ExportFile(response, stream=self.name, export=export_id).json_array_rows(
-                self.export_wrapper_key)
-
-        return rows_with_resume(download)
-
-    def export_status(self, status_url: str) -> ExportStatus:
-        response = self.send("GET", status_url)
-        export = self.decode_json(response, "$.export")
-        message = next((str(export[k]) for k in ("message", "errorMessage", "error", "reason")
-                        if export.get(k)), None)
-        return ExportStatus.of(export.get("status"), EXPORT_STATES, message)
+    def read_export_file(self, file: ExportFile) -> t.Iterator[dict]:
+        return file.json_array_rows(self.export_wrapper_key)

@@ -19,7 +19,6 @@ figures are all null.
 
 from __future__ import annotations
 
-import datetime
 import typing as t
 from dataclasses import dataclass
 
@@ -290,48 +289,6 @@ def search_keyword_rows(payload: t.Mapping[str, t.Any], *, report: str, source: 
 def _sum_counts(elements: t.Any) -> int | float | None:
     counts = [e.get("count") for e in _dicts(elements) if e.get("count") is not None]
     return sum(counts) if counts else None
-
-
-# -- periods -------------------------------------------------------------------------
-
-def periods(start: datetime.date, end: datetime.date, unit: str
-            ) -> list[tuple[datetime.date, datetime.date]]:
-    """Consecutive ``(first day, last day)`` periods covering ``start``..``end``.
-
-    The first period starts on or before ``start`` (``period_start``).
-    """
-    first = period_start(start, unit)
-    result = []
-    while first <= end:
-        following = next_period(first, unit)
-        result.append((first, following - datetime.timedelta(days=1)))
-        first = following
-    return result
-
-
-def period_start(day: datetime.date, unit: str) -> datetime.date:
-    """The first day of the period holding ``day``: weeks start on Sunday, months and years
-    on the 1st, as Atlassian aligns its aggregates."""
-    if unit == "day":
-        return day
-    if unit == "week":
-        return day - datetime.timedelta(days=(day.weekday() + 1) % 7)
-    if unit == "month":
-        return day.replace(day=1)
-    if unit == "year":
-        return day.replace(month=1, day=1)
-    msg = f"unknown period unit {unit!r}"
-    raise ValueError(msg)
-
-
-def next_period(first: datetime.date, unit: str) -> datetime.date:
-    if unit == "day":
-        return first + datetime.timedelta(days=1)
-    if unit == "week":
-        return first + datetime.timedelta(days=7)
-    if unit == "year":
-        return first.replace(year=first.year + 1, month=1, day=1)
-    return (first.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
 
 
 def _dicts(value: t.Any) -> t.Iterator[dict]:

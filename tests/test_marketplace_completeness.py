@@ -15,6 +15,7 @@ import orjson
 import pytest
 import requests
 
+from tap_common import windows
 from tap_marketplace import flatten
 from tap_marketplace.client import content_key
 from tap_marketplace.tap import TapMarketplace
@@ -319,7 +320,7 @@ def test_an_app_added_later_gets_its_whole_search_keyword_history(marketplace):
     server = marketplace(extra={"report_history_days": 400})
     config = config_for(server, aggregation="month", report_history_days=365)
     first = sync(TapMarketplace, config, streams={"search_keywords"})
-    history = len(flatten.periods(TODAY - datetime.timedelta(days=365), TODAY, "month"))
+    history = len(windows.periods(TODAY - datetime.timedelta(days=365), TODAY, "month"))
     old = server.app.apps[0]["productId"]
     assert _months_asked(server, rf"/products/{old}/search-keywords$") == history
 
@@ -346,7 +347,7 @@ def test_a_search_source_added_later_gets_its_whole_history(marketplace):
     server.requests.clear()
     sync(TapMarketplace, config, state=first.final_state, streams={"search_keywords"})
 
-    history = len(flatten.periods(TODAY - datetime.timedelta(days=365), TODAY, "month"))
+    history = len(windows.periods(TODAY - datetime.timedelta(days=365), TODAY, "month"))
     assert _months_asked(server, r"/source/marketplace$") < 4
     assert _months_asked(server, r"/source/embedded-marketplace$") == history
 
@@ -362,7 +363,7 @@ def test_series_windows_start_on_the_first_day_of_a_period(marketplace, aggregat
                         report_lookback_days=lookback)
     first = sync(TapMarketplace, config, streams={"evaluation_metrics"})
     assert {r.query["startDate"][0] for r in calls(server, r"/evaluations/")} == {
-        flatten.period_start(TODAY - datetime.timedelta(days=100), aggregation).isoformat()}
+        windows.period_start(TODAY - datetime.timedelta(days=100), aggregation).isoformat()}
     server.requests.clear()
     second = sync(TapMarketplace, config, state=first.final_state,
                   streams={"evaluation_metrics"})
@@ -370,7 +371,7 @@ def test_series_windows_start_on_the_first_day_of_a_period(marketplace, aggregat
     starts = {r.query["startDate"][0] for r in calls(server, r"/evaluations/")}
     bookmark = first.final_state["bookmarks"]["evaluation_metrics"]["partitions"][0][
         "replication_key_value"]
-    expected = flatten.period_start(datetime.date.fromisoformat(day_before(bookmark, lookback)),
+    expected = windows.period_start(datetime.date.fromisoformat(day_before(bookmark, lookback)),
                                     aggregation).isoformat()
     assert starts == {expected}
     key = ("report", "dimension", "dataset", "app_key", "date")
@@ -394,6 +395,6 @@ def test_every_period_report_asks_from_a_period_start(marketplace):
                      if "startDate" in r.query)
     assert set(starts) == {"01"}, starts
     body = server.app.reports.partner_metrics_bodies[-1]
-    week_start = flatten.period_start(
+    week_start = windows.period_start(
         datetime.date.fromisoformat(body["dateRange"]["startDate"]), "week")
     assert body["dateRange"]["startDate"] == week_start.isoformat()  # weekly by default

@@ -19,6 +19,7 @@ import requests
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 import isv_sandbox
+from tap_common import windows
 from tap_marketplace import flatten
 from tap_marketplace.streams import STREAMS, aggregates, partner_metrics, product_catalog
 from tap_marketplace.tap import TapMarketplace
@@ -158,7 +159,7 @@ def test_lookback_rereads_before_the_bookmark_and_state_advances(marketplace):
     assert all("progress_markers" not in b for b in bookmarks)
     # The first week asked is the whole week holding start_date (weeks start on Sunday).
     assert {r.query["startDate"][0] for r in calls(server, "/evaluations/")} == {
-        flatten.period_start(TODAY - datetime.timedelta(days=100), "week").isoformat()}
+        windows.period_start(TODAY - datetime.timedelta(days=100), "week").isoformat()}
 
     server.requests.clear()
     second = sync(TapMarketplace, config, state=first.final_state,
@@ -182,7 +183,7 @@ def test_benchmarks_insights_and_app_requests_have_a_row_per_app_and_month(marke
     out = sync(TapMarketplace, config_for(server, start_date=days_ago(100)), streams=names)
 
     app_keys = {a["appKey"] for a in server.app.apps}
-    published = [m for m in flatten.periods(TODAY - datetime.timedelta(days=100), TODAY,
+    published = [m for m in windows.periods(TODAY - datetime.timedelta(days=100), TODAY,
                                             "month")][:-1]  # a month of publication lag
     months = {first.isoformat() for first, _ in published}
     for name in ("evaluation_benchmarks", "sales_benchmarks", "app_requests_and_approvals"):
@@ -255,16 +256,16 @@ def test_search_keywords_one_request_per_period_source_and_product(marketplace):
     out = sync(TapMarketplace, config_for(server, start_date=days_ago(20), aggregation="week"),
                streams={"search_keywords", "zero_result_search_keywords"})
 
-    weeks = flatten.periods(TODAY - datetime.timedelta(days=20), TODAY, "week")
+    weeks = windows.periods(TODAY - datetime.timedelta(days=20), TODAY, "week")
     apps = server.app.apps
     assert len(calls(server, "/search-keywords/source/marketplace$")) == len(weeks)
     assert len(calls(server, "/search-keywords/source/embedded-marketplace$")) == len(weeks)
     assert len(calls(server, r"/developer-space/[^/]+/search-keywords$")) == len(weeks)
     assert len(calls(server, r"/products/[^/]+/search-keywords$")) == len(weeks) * len(apps)
     assert len(calls(server, "/zero-search-results-keywords/source/marketplace$")) == len(weeks)
-    windows = {(r.query["startDate"][0], r.query["endDate"][0])
-               for r in calls(server, "/search-keywords/source/marketplace$")}
-    assert windows == {(a.isoformat(), b.isoformat()) for a, b in weeks}
+    asked = {(r.query["startDate"][0], r.query["endDate"][0])
+             for r in calls(server, "/search-keywords/source/marketplace$")}
+    assert asked == {(a.isoformat(), b.isoformat()) for a, b in weeks}
 
     rows = out.records["search_keywords"]
     keys = [tuple(r[k] for k in aggregates.SearchKeywordsStream.primary_keys) for r in rows]
@@ -312,7 +313,7 @@ def test_partner_metrics_pages_by_period_across_a_range_longer_than_14_weeks(mar
                streams={"partner_metrics"})
 
     posts = calls(server, "/partner-metrics/", method="POST")
-    weeks = flatten.periods(TODAY - datetime.timedelta(days=150),
+    weeks = windows.periods(TODAY - datetime.timedelta(days=150),
                             TODAY - datetime.timedelta(days=1), "week")
     assert len(weeks) > 14
     assert [(r.query["offset"][0], r.query["limit"][0]) for r in posts] == [
@@ -335,7 +336,7 @@ def test_partner_metrics_body_comes_from_settings_with_the_range_set_by_the_tap(
                                           partner_metrics_page_periods=1),
                streams={"partner_metrics"})
 
-    months = flatten.periods(TODAY - datetime.timedelta(days=70),
+    months = windows.periods(TODAY - datetime.timedelta(days=70),
                              TODAY - datetime.timedelta(days=1), "month")
     captured = server.app.reports.partner_metrics_bodies
     assert len(captured) == len(months)

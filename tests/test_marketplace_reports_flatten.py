@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import itertools
 
+from tap_common import windows
 from tap_marketplace import flatten
 from tap_marketplace.streams.aggregates import (
     ChurnBenchmarksStream,
@@ -252,11 +253,11 @@ def test_search_keyword_shapes():
 
 
 def test_periods_align_weeks_to_sunday_and_months_to_the_first():
-    weeks = flatten.periods(datetime.date(2025, 3, 5), datetime.date(2025, 3, 20), "week")
+    weeks = windows.periods(datetime.date(2025, 3, 5), datetime.date(2025, 3, 20), "week")
     assert [(a.isoformat(), b.isoformat()) for a, b in weeks] == [
         ("2025-03-02", "2025-03-08"), ("2025-03-09", "2025-03-15"), ("2025-03-16", "2025-03-22")]
-    months = flatten.periods(datetime.date(2024, 12, 31), datetime.date(2025, 2, 1), "month")
+    months = windows.periods(datetime.date(2024, 12, 31), datetime.date(2025, 2, 1), "month")
     assert [(a.isoformat(), b.isoformat()) for a, b in months] == [
         ("2024-12-01", "2024-12-31"), ("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-02-28")]
-    days = flatten.periods(datetime.date(2025, 2, 27), datetime.date(2025, 3, 1), "day")
+    days = windows.periods(datetime.date(2025, 2, 27), datetime.date(2025, 3, 1), "day")
     assert len(days) == 3 and all(a == b for a, b in days)

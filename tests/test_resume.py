@@ -370,7 +370,22 @@ def test_second_export_killed_mid_download_is_resumed_after_the_first_is_read_ag
     assert killed.keys("taxonomy_item_usage", *USAGE_KEY) | rerun.keys("taxonomy_item_usage", *USAGE_KEY) == everything
 
 
-def test_marketplace_license_export_killed_mid_download_loses_no_license(sandbox):
+def marketplace_export_calls(server: t.Any, since: int = 0) -> tuple[int, set[str], set[str]]:
+    """Starts, polled ids and downloaded ids of Marketplace exports in the request log."""
+    starts, polled, downloaded = 0, set(), set()
+    for r in server.requests[since:]:
+        parts = r.path.rstrip("/").split("/")  # …/async/export[/<id>[/status]]
+        if r.method == "POST" and parts[-1] == "export":
+            starts += 1
+        elif parts[-1] == "status":
+            polled.add(parts[-2])
+        elif len(parts) > 2 and parts[-2] == "export":
+            downloaded.add(parts[-1])
+    return starts, polled, downloaded
+
+
+@pytest.mark.parametrize("gone", [False, True], ids=["still-there", "gone-meanwhile"])
+def test_marketplace_license_export_killed_mid_download_is_resumed(sandbox, gone):
     server = sandbox("marketplace", licenses=30_000)
     # From July 2018: one export, with data insights.
     config = {**server.app.tap_config(), **FAST_RETRIES, "start_date": "2018-07-01",
@@ -378,18 +393,32 @@ def test_marketplace_license_export_killed_mid_download_loses_no_license(sandbox
     catalog = catalog_selecting(TapMarketplace, config, ["licenses"])
     reference = sync(TapMarketplace, config, streams={"licenses"})  # uninterrupted
     everything = set(reference.keys("licenses", "license_key"))
-    exports_of_reference_run = len(server.app.exports)
+    exports_before = set(server.app.exports)
 
     killed = run_tap("tap-marketplace", config, catalog, kill_when=state_after_records)
+    (export_id,) = set(server.app.exports) - exports_before
+    saved = killed.final_state["bookmarks"]["licenses"]["in_flight_export"]
+    logged_before_rerun = len(server.requests)
 
     assert killed.killed
     assert 10_000 <= len(killed.records["licenses"]) < len(everything)
-    # Atlassian documents no export lifetime, so the tap keeps no export id: a rerun
-    # starts a new export (Atlassian answers identical parameters with the same one).
     assert bookmark(killed.final_state, "licenses") is None
+    assert saved["id"] == export_id
+    assert saved["download_url"], "the download link the start gave is in the state"
+    if gone:  # Atlassian documents no export lifetime: it may have deleted it meanwhile
+        del server.app.exports[export_id]
 
     rerun = run_tap("tap-marketplace", config, catalog, state=killed.final_state)
 
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    starts, polled, downloaded = marketplace_export_calls(server, logged_before_rerun)
+    assert export_id in polled, "the saved export is looked up first"
+    if gone:
+        assert starts == 1, "an export that is gone is started anew"
+        (new_id,) = set(server.app.exports) - exports_before - {export_id}
+        assert downloaded == {new_id}
+    else:
+        assert starts == 0, "no new export while the saved one is there"
+        assert downloaded == {export_id}
     assert killed.keys("licenses", "license_key") | rerun.keys("licenses", "license_key") == everything
-    assert len(server.app.exports) - exports_of_reference_run == 2
+    assert "in_flight_export" not in rerun.final_state["bookmarks"]["licenses"]

@@ -15,20 +15,21 @@ from urllib.parse import parse_qs, urlsplit
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_common import windows
 from tap_common.errors import PayloadError
 from tap_marketplace import flatten, schemas
 from tap_marketplace.client import REPORTING, MarketplaceStream, api_href, link_href
-from tap_marketplace.streams.report_settings import DEFAULT_HISTORY_DAYS, DEFAULT_LOOKBACK_DAYS, SEARCH_SOURCES
+from tap_marketplace.streams.report_settings import (
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_LOOKBACK_DAYS,
+    SEARCH_SOURCES,
+)
 
 if t.TYPE_CHECKING:
     import requests
     from singer_sdk.helpers.types import Context
 
 SCHEMAS = SchemaDirectory(schemas)
-
-
-def utc_today() -> datetime.date:
-    return datetime.datetime.now(datetime.timezone.utc).date()
 
 
 # -- the base ------------------------------------------------------------------------
@@ -58,6 +59,8 @@ class ReportStream(MarketplaceStream):
     body_type: t.ClassVar[type] = dict
     lookback_days = DEFAULT_LOOKBACK_DAYS
     lookback_setting = "report_lookback_days"
+    history_days = DEFAULT_HISTORY_DAYS
+    history_setting = "report_history_days"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,21 +89,9 @@ class ReportStream(MarketplaceStream):
         """The period a row covers: ``period``, else the ``aggregation`` setting."""
         return self.period or self.aggregation
 
-    def date_range(self, context: Context | None) -> tuple[datetime.date, datetime.date]:
-        """From ``report_lookback_days`` before the bookmark (never before ``start_date``)
-        to today; without a bookmark from ``start_date``, else ``report_history_days`` back.
-
-        The start is moved back to the first day of its period (``unit``): a month is
-        never asked from its 27th, so its row is always the whole month's.
-        """
-        today = utc_today()
-        starting = self.starting_date(context)
-        if starting:
-            start = datetime.date.fromisoformat(starting)
-        else:
-            history = int(self.config.get("report_history_days", DEFAULT_HISTORY_DAYS))
-            start = today - datetime.timedelta(days=history)
-        return flatten.period_start(min(start, today), self.unit), today
+    def alignment(self) -> str:
+        # A month is never asked from its 27th, so its row is always the whole month's.
+        return self.unit
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         params = super().get_url_params(context, next_page_token)
@@ -357,7 +348,7 @@ class PeriodicReportStream(ReportStream):
 
     def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
         start, end = self.date_range(context)
-        return flatten.periods(start, end, self.unit)
+        return windows.periods(start, end, self.unit)
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         self._periods = self.periods(context)
@@ -488,7 +479,7 @@ class FreeStarterTierEntitlementsStream(PeriodicReportStream):
     ids: t.ClassVar[tuple[str, ...]] = ("appEntitlementId", "entitlementNumber", "licenseId")
 
     def periods(self, context: Context | None) -> list[tuple[datetime.date, datetime.date]]:
-        yesterday = utc_today() - datetime.timedelta(days=1)
+        yesterday = windows.utc_today() - datetime.timedelta(days=1)
         return [p for p in super().periods(context) if p[0] <= yesterday]
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:

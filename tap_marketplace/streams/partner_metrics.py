@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import typing as t
 
 from singer_sdk.pagination import BaseAPIPaginator
 
+from tap_common import windows
 from tap_marketplace import flatten
 from tap_marketplace.streams.aggregates import ReportStream
 from tap_marketplace.streams.report_settings import (
@@ -44,6 +44,8 @@ class PartnerMetricsStream(ReportStream):
     path = "/rest/3/partner-metrics/developer-space/{developerId}"
     http_method = "POST"
     primary_keys = ("date", "dimensions")
+    # Install and download figures exist up to yesterday (the API refuses today).
+    last_day_offset = 1
 
     @property
     def query(self) -> dict[str, t.Any]:
@@ -60,16 +62,10 @@ class PartnerMetricsStream(ReportStream):
     def unit(self) -> str:
         return GRANULARITY_UNITS[str(self.query.get("granularity", "WEEK")).upper()]
 
-    def date_range(self, context: Context | None) -> tuple[datetime.date, datetime.date]:
-        # Install and download figures exist up to yesterday (the API refuses today).
-        start, end = super().date_range(context)
-        end = end - datetime.timedelta(days=1)
-        return flatten.period_start(min(start, end), self.unit), end
-
     def get_new_paginator(self) -> PeriodOffsetPaginator:
         start, end = self.date_range(self._context)
         return PeriodOffsetPaginator(
-            len(flatten.periods(start, end, self.unit)),
+            len(windows.periods(start, end, self.unit)),
             int(self.config.get("partner_metrics_page_periods",
                                 PARTNER_METRICS_MAX_PAGE_PERIODS)))
 

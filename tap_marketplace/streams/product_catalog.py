@@ -6,6 +6,7 @@ import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
 
+from tap_common.coercion import TypedRows, json_type
 from tap_common.errors import VendorAPIError
 from tap_common.exports import ExportFile, rows_with_resume
 from tap_marketplace import flatten, schemas
@@ -16,6 +17,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 SCHEMAS = SchemaDirectory(schemas)
+
 
 class ProductCatalogStream(MarketplaceStream):
     """Every public app version on the Marketplace, from the latest snapshot CSV.
@@ -31,14 +33,14 @@ class ProductCatalogStream(MarketplaceStream):
     schema = StreamSchema(SCHEMAS)
     primary_keys = ("product_id", "app_software_hosting", "version_number")
     selected_by_default = False
-    booleans: t.ClassVar[tuple[str, ...]] = (
-        "is_beta", "is_connect", "is_supported", "publicly_visible",
-        "is_auto_update_strategy_available")
-    integers: t.ClassVar[tuple[str, ...]] = ("download_count", "install_count",
-                                              "number_of_reviews")
-    numbers: t.ClassVar[tuple[str, ...]] = ("review_score", "average_stars")
-    lists: t.ClassVar[tuple[str, ...]] = ("category_name_list", "parent_software_list")
     keys: t.ClassVar[tuple[str, ...]] = primary_keys
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The snapshot is filled loosely: a cell that is not of its type becomes null.
+        self.typed_fields = TypedRows(self.schema, strict=False)
+        self.lists = tuple(name for name, spec in self.schema["properties"].items()
+                           if json_type(spec) == "array")
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         properties = tuple(self.schema["properties"])
@@ -63,47 +65,12 @@ class ProductCatalogStream(MarketplaceStream):
         record: dict[str, t.Any] = {
             name: (value if value != "" else None) for name, value in row.items()}
         record["snapshot_date"] = snapshot_date
-        for name in self.booleans:
-            record[name] = to_bool(record.get(name))
-        for name in self.integers:
-            record[name] = to_int(record.get(name))
-        for name in self.numbers:
-            record[name] = to_float(record.get(name))
+        self.typed_fields.row(record)
         for name in self.lists:
             record[name] = to_list(record.get(name))
         for name in self.keys:
             record[name] = record.get(name) or flatten.ABSENT
         return record
-
-
-def to_bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    lowered = value.strip().lower()
-    if lowered in ("true", "t", "yes", "y", "1"):
-        return True
-    if lowered in ("false", "f", "no", "n", "0"):
-        return False
-    return None
-
-
-def to_int(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return int(float(value))
-        except ValueError:
-            return None
-
-
-def to_float(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def to_list(value: str | None) -> list[str] | None:

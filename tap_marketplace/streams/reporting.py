@@ -101,11 +101,8 @@ class TransactionsStream(ExportableReportingStream):
     collection_key = "transactions"
     primary_keys = ("transactionLineItemId",)
     replication_key = "lastUpdated"
+    bookmark_param = "lastUpdated"
     schema = StreamSchema(SCHEMAS)
-
-    def query(self, context: Context | None) -> dict[str, t.Any]:
-        return {"startDate": self.config.get("start_date"),
-                "lastUpdated": self.starting_date(context)}
 
 
 class MarketingAttributionStream(ExportableReportingStream):
@@ -119,13 +116,11 @@ class MarketingAttributionStream(ExportableReportingStream):
     export_wrapper_key = "marketingAttribution"
     primary_keys = ("attribution_id",)
     replication_key = "eventTimestamp"
+    bookmark_param = "startDate"
     content_key_field = "attribution_id"
     lookback_days = ATTRIBUTION_LOOKBACK_DAYS
     lookback_setting = "marketing_attribution_lookback_days"
     schema = StreamSchema(SCHEMAS)
-
-    def query(self, context: Context | None) -> dict[str, t.Any]:
-        return {"startDate": self.starting_date(context)}
 
 
 class FeedbackStream(ReportingStream):
@@ -137,13 +132,11 @@ class FeedbackStream(ReportingStream):
     collection_key = "feedback"
     primary_keys = ("feedback_id",)
     replication_key = "date"
+    bookmark_param = "startDate"
     content_key_field = "feedback_id"
     lookback_days = FEEDBACK_LOOKBACK_DAYS
     lookback_setting = "feedback_lookback_days"
     schema = StreamSchema(SCHEMAS)
-
-    def query(self, context: Context | None) -> dict[str, t.Any]:
-        return {"startDate": self.starting_date(context)}
 
 
 LICENSE_DETAIL_FIELDS = (
@@ -160,10 +153,7 @@ class LicenseEventsStream(ReportingStream):
     collection_key = "events"
     primary_keys = ("license_key", "eventDate")
     replication_key = "lastUpdated"
-
-    def query(self, context: Context | None) -> dict[str, t.Any]:
-        return {"startDate": self.config.get("start_date"),
-                "lastUpdated": self.starting_date(context)}
+    bookmark_param = "lastUpdated"
 
     def adapt(self, row: dict, context: Context | None) -> dict:
         # Nested in the live API, flattened onto the event in one spec example.
