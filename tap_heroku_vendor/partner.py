@@ -28,7 +28,6 @@ import typing as t
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 from requests.auth import HTTPBasicAuth
@@ -37,14 +36,16 @@ from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
 from tap_common.errors import AuthenticationError, PaginationError, PayloadError, VendorAPIError
+from tap_common.http import RETRY_STATUSES
 from tap_common.ratelimit import RequestThrottle
+from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
 
 if t.TYPE_CHECKING:
     import logging
 
     import requests
 
-    from tap_common.client import VendorRESTStream
+    from tap_common.http import VendorClient
 
 ACCEPT_V3 = "application/vnd.heroku+json; version=3"
 DEFAULT_TOKEN_URL = "https://id.heroku.com/oauth/token"
@@ -64,6 +65,8 @@ OAUTH_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client",
 #: Where the addons.heroku.com listing may carry the add-on resource uuid, in this order.
 LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id", "addon.uuid",
                        "addon_uuid", "uuid")
+#: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
+TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -248,10 +251,11 @@ class PerInstallThrottle:
 class PartnerSession:
     """Everything the partner streams of one run share: installs, tokens, counters."""
 
-    def __init__(self, config: t.Mapping[str, t.Any], throttle: t.Any,
+    def __init__(self, config: t.Mapping[str, t.Any], client: VendorClient,
                  logger: logging.Logger) -> None:
         self.config = config
-        self.throttle = throttle
+        self.client = client
+        self.throttle = client.throttle
         self.logger = logger
         self.api_url = str(config["api_url"]).rstrip("/")
         self.token_url = str(config.get("oauth_token_url") or DEFAULT_TOKEN_URL)
@@ -300,7 +304,7 @@ class PartnerSession:
 
     # -- start of the run: installs and the listing check -----------------------------
 
-    def prepare(self, stream: VendorRESTStream) -> None:
+    def prepare(self) -> None:
         """Read the installs and, with manifest credentials, compare them to Heroku's list."""
         if self.prepared:
             return
@@ -311,10 +315,10 @@ class PartnerSession:
         self.installs = {i.uuid: i for i in installs}
         self.logger.info("partner mode: %d install(s) with a refresh token", len(installs))
         if self._manifest is not None:
-            self.check_listing(stream)
+            self.check_listing()
 
-    def check_listing(self, stream: VendorRESTStream) -> None:
-        listed, rows = self.list_installs(stream)
+    def check_listing(self) -> None:
+        listed, rows = self.list_installs()
         self.without_token = sorted(set(listed) - set(self.installs))
         for resource in self.without_token:
             self.logger.warning(
@@ -334,7 +338,7 @@ class PartnerSession:
             self.logger.warning("partner mode: %d of %d entries of addons.heroku.com's list "
                                 "carry no resource uuid", unidentified, rows)
 
-    def list_installs(self, stream: VendorRESTStream) -> tuple[list[str], int]:
+    def list_installs(self) -> tuple[list[str], int]:
         """Every resource uuid of ``GET <addons_api_url>/api/v3/apps``, following pages."""
         url: str | None = self.addons_url + LISTING_PATH
         listed: list[str] = []
@@ -343,10 +347,11 @@ class PartnerSession:
         pages = 0
         requested = {url}
         while url:
-            response = stream.send("GET", url, headers={"Accept": "application/json"},
-                                   follow_redirects=False)
+            response = self.client.send(
+                "GET", url, headers={"Accept": "application/json"}, follow_redirects=False,
+                credentials=self.authenticator, validate=self.check_listing_response)
             pages += 1
-            entries = listing_entries(stream.decode_json(response))
+            entries = listing_entries(self.client.decode_json(response))
             for entry in entries:
                 rows += 1
                 seen_fields.update(entry)
@@ -355,18 +360,18 @@ class PartnerSession:
                     listed.append(resource)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
-                msg = (f"{stream.where(response)}: addons.heroku.com's list pointed its next "
+                msg = (f"{self.client.where(response)}: addons.heroku.com's list pointed its next "
                        "page at another host; the manifest credentials are only sent to "
                        "addons_api_url")
                 raise PayloadError(msg)
             # The same guards as the shared page loop (VendorRESTStream.request_records).
             if url and not entries:
-                msg = (f"{stream.where(response)}: page {pages} of addons.heroku.com's list is "
+                msg = (f"{self.client.where(response)}: page {pages} of addons.heroku.com's list is "
                        "empty but announces more pages; an empty page in the middle is an "
                        "error, not the end")
                 raise PaginationError(msg)
             if url in requested:
-                msg = (f"{stream.where(response)}: addons.heroku.com's list points to a page "
+                msg = (f"{self.client.where(response)}: addons.heroku.com's list points to a page "
                        f"already read as page {pages + 1}: the pagination loops")
                 raise PaginationError(msg)
             requested.add(url)
@@ -403,7 +408,7 @@ class PartnerSession:
         if hasattr(self.throttle, "forget"):
             self.throttle.forget(resource_uuid)
 
-    def ensure_token(self, stream: VendorRESTStream) -> None:
+    def ensure_token(self) -> None:
         """A valid access token for the current install, or ``InstallSkipped``."""
         install = self.current
         if install is None:
@@ -411,23 +416,24 @@ class PartnerSession:
         if install.skipped:
             raise InstallSkipped(install.uuid)
         if not install.token_is_fresh(time.monotonic()):
-            self.renew(stream, install)
+            self.renew(install)
 
-    def renew(self, stream: VendorRESTStream, install: Install) -> None:
+    def renew(self, install: Install) -> None:
         requested_at = time.monotonic()
         form = {"grant_type": "refresh_token", "refresh_token": install.refresh_token,
                 "client_secret": self._client_secret}
         try:
-            response = stream.send("POST", self.token_url, data=form,
-                                   headers={"Accept": "application/json"},
-                                   follow_redirects=False)
+            response = self.client.send(
+                "POST", self.token_url, data=form, headers={"Accept": "application/json"},
+                follow_redirects=False, credentials=self.authenticator,
+                validate=self.check_token_response)
         except TokenRefused as refused:
             self.refused(install, refused)
             raise InstallSkipped(install.uuid) from None
-        payload = stream.decode_json(response, "$", fields=("access_token",))
+        payload = self.client.decode_json(response, "$", fields=("access_token",))
         token = payload["access_token"]
         if not isinstance(token, str):
-            msg = (f"{stream.where(response)}: the token response for add-on resource "
+            msg = (f"{self.client.where(response)}: the token response for add-on resource "
                    f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
         try:
@@ -447,6 +453,29 @@ class PartnerSession:
         self.tokens_issued += 1
         self.logger.debug("partner mode: access token for add-on resource %s (valid %g s)",
                           install.uuid, expires_in)
+
+    # -- answers of the token and listing hosts ----------------------------------------
+
+    def check_token_response(self, response: requests.Response) -> None:
+        self.requests["token"] += 1
+        if _final(response):
+            raise TokenRefused(self.client.error_line(response), response)
+        self.client.check(response)
+
+    def check_listing_response(self, response: requests.Response) -> None:
+        self.requests["addons"] += 1
+        if _final(response):
+            line = self.client.error_line(response)
+            if response.status_code in (401, 403):  # noqa: PLR2004
+                msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: "
+                       "check `manifest_id` and `manifest_password` (or unset both to skip "
+                       "the check for installs without a refresh token).")
+                raise AuthenticationError(msg)
+            msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
+                   "publicly documented; unset `manifest_id` and `manifest_password` to run "
+                   "without the check for installs without a refresh token.")
+            raise VendorAPIError(msg)
+        self.client.check(response)
 
     def refused(self, install: Install, refused: TokenRefused) -> None:
         """A 4xx from the token endpoint: skip the install, or end the run."""
@@ -557,7 +586,7 @@ def listing_uuid(entry: dict) -> str | None:
     return None
 
 
-def url_path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}{parts.path}"
+def _final(response: requests.Response) -> bool:
+    """An error status that no retry will change."""
+    return response.status_code >= 400 and response.status_code not in RETRY_STATUSES  # noqa: PLR2004
 

@@ -489,20 +489,6 @@ class PackageUsageLogsStream(IsvappStream):
         super().validate_response(response)
 
 
-class AccountCheck(IsvappStream):
-    """``GET /api/v1/account``: the connection check behind ``--test``; not a stream."""
-
-    name = "account"
-    path = "/api/v1/account"
-    records_jsonpath = "$.data"
-    oauth_scope = "identity"
-    schema: t.ClassVar[dict] = {"type": "object", "properties": {
-        "id": {"type": ["string", "null"]}, "company_name": {"type": ["string", "null"]}}}
-
-    def fetch(self) -> dict:
-        return next(iter(self.get_records(None)), {})
-
-
 STREAMS: tuple[type[IsvappStream], ...] = (
     SalesforceAccountsStream,
     SalesforceAccountSummariesStream,
