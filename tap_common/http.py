@@ -11,7 +11,8 @@ query strings.
 
 Whoever sends a request names itself (``caller``, a stream name): that is how a line
 says which stream failed. A request sent while another one is being made on a
-caller's behalf (the token an authenticator fetches for it) inherits that caller.
+caller's behalf (the token an authenticator fetches for it) inherits that caller, and
+a response remembers whom it was received for (lines about its body name them too).
 """
 
 from __future__ import annotations
@@ -134,8 +135,14 @@ class VendorClient:
             self.session.headers["User-Agent"] = user_agent
 
     @property
-    def credentials(self) -> Auth | None:
-        return self._credentials() if self._credentials is not None else None
+    def credentials(self) -> Auth:
+        """The tap's credentials, for the API's origin only (nothing elsewhere, not even
+        an ``Authorization`` header a caller set by mistake)."""
+        bound = self.__dict__.get("_bound_credentials")
+        if bound is None:
+            inner = self._credentials() if self._credentials is not None else _unsigned
+            bound = self.__dict__["_bound_credentials"] = HostBoundAuth(inner, self.api_url)
+        return bound
 
     # -- sending -----------------------------------------------------------------------
 
@@ -209,9 +216,10 @@ class VendorClient:
             check = validate or self.check
 
             def attempt(request: requests.PreparedRequest) -> requests.Response:
-                signed = signer(request.copy()) if signer is not None else request.copy()
+                signed = signer(request.copy())
                 response = self.session.send(signed, timeout=self.timeout, stream=stream,
                                              allow_redirects=follow_redirects)
+                response.sent_for = self.caller  # type: ignore[attr-defined]
                 if response.status_code in retry_statuses:
                     raise VendorRetriableError(self.error_line(response), response)
                 check(response)
@@ -368,7 +376,7 @@ class VendorClient:
         """``stream: HTTP 503 Service Unavailable from GET /path: <vendor's message>``."""
         request = response.request
         return (
-            f"{caller or self.caller}: HTTP {response.status_code} {response.reason} from "
+            f"{caller or _sent_for(response)}: HTTP {response.status_code} {response.reason} from "
             f"{request.method if request else 'GET'} {self.describe_url(response.url)}: "
             f"{message if message is not None else vendor_message(response)}"
         )
@@ -376,7 +384,7 @@ class VendorClient:
     def where(self, response: requests.Response, *, caller: str | None = None) -> str:
         """``stream: HTTP 200 from GET /path``: the start of a line about a body."""
         request = response.request
-        return (f"{caller or self.caller}: HTTP {response.status_code} from "
+        return (f"{caller or _sent_for(response)}: HTTP {response.status_code} from "
                 f"{request.method if request else 'GET'} {self.describe_url(response.url)}")
 
     def describe_url(self, url: str) -> str:
@@ -410,7 +418,7 @@ class VendorClient:
         or an error naming the caller, the request and what was expected; ``fields``
         must be in that object (or in each element).
         """
-        payload = self._decode(response, caller or self.caller)
+        payload = self._decode(response, caller or _sent_for(response))
         if expect is None:
             return payload
         return locate(payload, expect, where=self.where(response, caller=caller), fields=fields,
@@ -436,6 +444,15 @@ class VendorClient:
 
 
 _MISSING = object()
+
+
+def _sent_for(response: requests.Response) -> str:
+    """The caller a response was received for (else the current one)."""
+    return getattr(response, "sent_for", None) or _CALLER.get()
+
+
+def _unsigned(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
 
 
 def _json_or_missing(response: requests.Response) -> t.Any:
