@@ -100,6 +100,13 @@ class TapInternals(Tap):
     def validate_settings(self, *, raise_errors: bool = True) -> list[str]:
         return super()._validate_config(raise_errors=raise_errors)
 
+    @property
+    def settings_as_given(self) -> dict:
+        # ``_config``: the settings dict itself. The SDK's validator fills each missing
+        # setting's default into the dict it validates; the public ``config`` is a
+        # read-only view, and validating a copy of it would leave the defaults out.
+        return self._config
+
     def _handle_termination(self, signum: int, frame: t.Any) -> None:  # type: ignore[override]
         # The SDK's SIGTERM/SIGINT handler writes the live state and exits 0; it is
         # registered privately and has no public hook.

@@ -55,7 +55,7 @@ class VendorRESTStream(StreamInternals):
     #: carry a token. Discovery marks them ``selected-by-default: false``.
     unselected_by_default: t.ClassVar[tuple[str, ...]] = ()
 
-    _tap: VendorTap
+    tap: VendorTap
 
     # -- the per-record hot path --------------------------------------------------
     # The SDK copies every record to drop deselected properties, runs it through the

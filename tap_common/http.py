@@ -36,7 +36,7 @@ from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_common.auth import HostBoundAuth, origin
 from tap_common.errors import (
-    AuthenticationError,
+    CredentialRejectedError,
     NetworkError,
     PayloadError,
     VendorAPIError,
@@ -333,7 +333,7 @@ class VendorClient:
         if status >= 400:  # noqa: PLR2004
             line = self.error_line(response)
             if status in (401, 403):  # noqa: PLR2004
-                raise AuthenticationError(f"{line}. {self.credential_hint(status)}")
+                raise CredentialRejectedError(f"{line}. {self.credential_hint(status)}")
             if status in RETRY_STATUSES or status in retry_statuses:
                 raise VendorRetriableError(line, response)
             raise VendorAPIError(line)

@@ -188,7 +188,7 @@ class VendorTap(TapInternals):
         secrets = {name for name, prop in properties.items() if prop.get("secret")}
         errors = [
             _describe_config_error(error, secrets)
-            for error in JSONSchemaValidator(schema).iter_errors(dict(self.config))
+            for error in JSONSchemaValidator(schema).iter_errors(self.settings_as_given)
         ]
         if not errors:
             errors = self.extra_config_errors()

@@ -35,7 +35,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import AuthenticationError, PaginationError, PayloadError, VendorAPIError
+from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
 from tap_common.http import RETRY_STATUSES
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
@@ -470,7 +470,7 @@ class PartnerSession:
                 msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: "
                        "check `manifest_id` and `manifest_password` (or unset both to skip "
                        "the check for installs without a refresh token).")
-                raise AuthenticationError(msg)
+                raise CredentialRejectedError(msg)
             msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
                    "publicly documented; unset `manifest_id` and `manifest_password` to run "
                    "without the check for installs without a refresh token.")
@@ -484,7 +484,7 @@ class PartnerSession:
             "from the Add-on Partner Portal; `oauth_token_url` must be Heroku's token endpoint)")
         if refused.code == "invalid_client":
             msg = f"{refused.line}. Heroku refused the OAuth client: {client_hint}."
-            raise AuthenticationError(msg)
+            raise CredentialRejectedError(msg)
         if refused.code in OAUTH_REQUEST_ERRORS:
             # The token endpoint says the request itself is wrong, not this install's
             # grant: every install would be skipped alike, so the run ends.
@@ -503,7 +503,7 @@ class PartnerSession:
                 msg = (f"{refused.line}. Heroku refused the first {self.ambiguous_refusals} "
                        f"token request(s) without saying why: {client_hint}, and that the "
                        "refresh tokens belong to this add-on.")
-                raise AuthenticationError(msg)
+                raise CredentialRejectedError(msg)
         install.skipped = True
         install.access_token = None
         self.skipped.append(install.uuid)

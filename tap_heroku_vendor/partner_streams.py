@@ -24,7 +24,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_common._sdk import write_state_now
 from tap_common.client import VendorRESTStream
-from tap_common.errors import AuthenticationError, VendorRetriableError
+from tap_common.errors import CredentialRejectedError, VendorRetriableError
 from tap_heroku_vendor import schemas
 from tap_heroku_vendor.partner import (
     ACCEPT_V3,
@@ -138,7 +138,7 @@ class PartnerStream(VendorRESTStream):
         msg = (f"{line}. Heroku rejected a freshly issued access token for add-on resource "
                f"{install.uuid}: the OAuth client (`oauth_client_secret`) may not belong to "
                "this add-on, or `api_url` is not the Platform API.")
-        raise AuthenticationError(msg)
+        raise CredentialRejectedError(msg)
 
 
 class AddonsStream(PartnerStream):

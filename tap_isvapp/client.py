@@ -19,7 +19,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 
 from tap_common.auth import HostBoundAuth
 from tap_common.client import VendorRESTStream
-from tap_common.errors import AuthenticationError, PayloadError
+from tap_common.errors import CredentialRejectedError, PayloadError
 from tap_common.redact import REDACTOR
 
 if t.TYPE_CHECKING:
@@ -82,7 +82,7 @@ class ClientCredentialsToken(AuthBase):
             msg = (f"{self.client.error_line(response)}. ISVapp rejected the OAuth2 client "
                    "credentials: check the `client_id` and `client_secret` settings (token "
                    f"requested for scope `{self.scope}`).")
-            raise AuthenticationError(msg)
+            raise CredentialRejectedError(msg)
         self.client.check(response)
 
     def store(self, payload: t.Any, *, requested_at: float) -> None:
@@ -151,7 +151,7 @@ class IsvappCredentials:
         status = response.status_code
         if status in (401, 403) and self.client.is_api(response.url):  # noqa: PLR2004
             hint = self.rejection_hint(status, scope)
-            raise AuthenticationError(f"{self.client.error_line(response)}. {hint}")
+            raise CredentialRejectedError(f"{self.client.error_line(response)}. {hint}")
 
     def rejection_hint(self, status: int, scope: str) -> str:
         """What a 401/403 from the API means for the configured credential."""

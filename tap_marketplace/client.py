@@ -183,7 +183,7 @@ class MarketplaceStream(VendorRESTStream):
     rows (the shared base leaves out fields the schema does not declare).
     """
 
-    _tap: TapMarketplace
+    tap: TapMarketplace
     #: Send the configured ``product_ids`` as repeated ``productId`` parameters.
     filters_by_product: t.ClassVar[bool] = False
     #: Context keys (the parent's ids) copied into each record.

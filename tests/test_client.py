@@ -19,7 +19,7 @@ import pytest
 from requests.auth import HTTPBasicAuth
 
 from tap_common.errors import (
-    AuthenticationError,
+    CredentialRejectedError,
     NetworkError,
     PayloadError,
     VendorAPIError,
@@ -136,7 +136,7 @@ def make_client(server: ScriptedServer, *, throttle: RequestThrottle | None = No
 def test_rejected_credentials_are_one_line_with_the_hint_and_not_retried(api, status):
     api.script("/api/v1/licenses", (status, JSON, {"error": "Bad token", "success": False}))
     client = make_client(api)
-    with pytest.raises(AuthenticationError) as failure:
+    with pytest.raises(CredentialRejectedError) as failure:
         client.send("GET", "/api/v1/licenses", caller="licenses")
     reason = "Unauthorized" if status == 401 else "Forbidden"
     assert str(failure.value) == (f"licenses: HTTP {status} {reason} from GET /api/v1/licenses: "
@@ -242,7 +242,7 @@ def test_lines_show_the_path_never_the_query_and_only_the_host_of_a_download(api
     assert "from GET /api/v1/x: oops" in str(failure.value)
     assert "abc123" not in str(failure.value)
 
-    with pytest.raises(AuthenticationError) as failure:
+    with pytest.raises(CredentialRejectedError) as failure:
         client.send("GET", f"{storage.url}/bucket/file.gz?X-Amz-Signature=abc123", caller="x")
     assert "from GET 127.0.0.1 (download URL): SignatureDoesNotMatch" in str(failure.value)
     assert "abc123" not in str(failure.value) and "/bucket" not in str(failure.value)
@@ -312,7 +312,7 @@ def test_a_401_renews_the_token_once_then_a_second_401_is_final(api):
     assert [s.headers["Authorization"] for s in api.seen if s.path == "/api/v1/x"] == [
         "Bearer tok-1", "Bearer tok-2"]
 
-    with pytest.raises(AuthenticationError, match="^x: HTTP 401 Unauthorized from GET "
+    with pytest.raises(CredentialRejectedError, match="^x: HTTP 401 Unauthorized from GET "
                                                   "/api/v1/x: Token revoked"):
         client.send("GET", "/api/v1/x", caller="x", credentials=token)
     assert api.count(TOKEN_PATH) == 3
@@ -323,7 +323,7 @@ def test_a_rejected_client_names_its_settings_and_the_scope(api):
     client = make_client(api)
     token = ClientCredentialsToken(scope="exports", client_id="id", client_secret="wrong",
                                    client=client)
-    with pytest.raises(AuthenticationError) as failure:
+    with pytest.raises(CredentialRejectedError) as failure:
         client.send("GET", "/api/v1/x", caller="exports", credentials=token)
     line = str(failure.value)
     assert line.startswith("exports: HTTP 401 Unauthorized from POST /api/oauth2/token")
