@@ -1,5 +1,6 @@
-"""The base REST stream every tap builds on: auth, pacing, retries, errors, decoding,
-and the checks every answer goes through before a record is taken from it."""
+"""The base REST stream every tap builds on: the page loop and its guards, the record
+hot path, one line per failure. Every request goes through the tap's client
+(``tap_common.http.VendorClient``: pacing, retries, checks, error lines, decoding)."""
 
 from __future__ import annotations
 
@@ -166,10 +167,6 @@ class VendorRESTStream(StreamInternals):
     @property
     def url_base(self) -> str:
         return str(self.config["api_url"]).rstrip("/")
-
-    @property
-    def timeout(self) -> float:  # type: ignore[override]
-        return float(self.config.get("request_timeout_seconds") or 300)
 
     @property
     def authenticator(self) -> t.Callable:  # type: ignore[override]
