@@ -58,7 +58,9 @@ class ClientCredentialsToken(AuthBase):
         if not self.is_valid():
             self.obtain()
         request.headers["Authorization"] = f"Bearer {self.access_token}"
-        request.register_hook("response", self.renew_once_if_rejected)
+        # Copies of a prepared request share its hooks: once, whatever the attempts.
+        if self.renew_once_if_rejected not in request.hooks["response"]:
+            request.register_hook("response", self.renew_once_if_rejected)
         return request
 
     def is_valid(self) -> bool:

@@ -318,6 +318,19 @@ def test_a_401_renews_the_token_once_then_a_second_401_is_final(api):
     assert api.count(TOKEN_PATH) == 3
 
 
+def test_a_401_after_a_retry_still_renews_only_once(api):
+    api.script(TOKEN_PATH, (200, JSON, {"access_token": "tok-1", "expires_in": 3600}))
+    api.script("/api/v1/x", (503, JSON, {"error": "busy", "success": False}),
+               (401, JSON, {"error": "Token revoked", "success": False}))
+    client = make_client(api)
+    token = ClientCredentialsToken(scope="exports", client_id="id", client_secret="secret",
+                                   client=client)
+    with pytest.raises(CredentialRejectedError):
+        client.send("GET", "/api/v1/x", caller="x", credentials=token)
+    assert api.count(TOKEN_PATH) == 2, "one token, one renewal: not one per attempt"
+    assert api.count("/api/v1/x") == 3
+
+
 def test_a_rejected_client_names_its_settings_and_the_scope(api):
     api.script(TOKEN_PATH, (401, JSON, {"error": "invalid_client", "success": False}))
     client = make_client(api)
