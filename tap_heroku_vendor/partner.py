@@ -284,6 +284,9 @@ class PartnerSession:
     # -- credentials (each only for its own origin: see PerOriginAuth) ---------------
 
     def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        # Applied by the client to every attempt: a retry after a long backoff, or after
+        # a 401, gets a valid token (fetched through the same client) or InstallSkipped.
+        self.ensure_token()
         install = self.current
         if install is not None and install.access_token:
             request.headers["Authorization"] = f"Bearer {install.access_token}"

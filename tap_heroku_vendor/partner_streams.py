@@ -98,17 +98,6 @@ class PartnerStream(VendorRESTStream):
         except InstallSkipped:
             return
 
-    def request_decorator(self, func: t.Callable) -> t.Callable:
-        session = self.session
-
-        def with_token(*args: t.Any, **kwargs: t.Any) -> requests.Response:
-            # Before every attempt, so a retry after a long backoff has a valid token.
-            if session.host_of(args[0].url) == "api":
-                session.ensure_token()
-            return func(*args, **kwargs)
-
-        return super().request_decorator(with_token)
-
     # -- responses ------------------------------------------------------------------
 
     def validate_response(self, response: requests.Response) -> None:
