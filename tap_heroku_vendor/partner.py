@@ -307,8 +307,9 @@ class PartnerSession:
 
     # -- start of the run: installs and the listing check -----------------------------
 
-    def prepare(self) -> None:
-        """Read the installs and, with manifest credentials, compare them to Heroku's list."""
+    def prepare(self, caller: str) -> None:
+        """Read the installs and, with manifest credentials, compare them to Heroku's list
+        (a failure of that is ``caller``'s, the stream that asked)."""
         if self.prepared:
             return
         self.prepared = True
@@ -318,10 +319,10 @@ class PartnerSession:
         self.installs = {i.uuid: i for i in installs}
         self.logger.info("partner mode: %d install(s) with a refresh token", len(installs))
         if self._manifest is not None:
-            self.check_listing()
+            self.check_listing(caller)
 
-    def check_listing(self) -> None:
-        listed, rows = self.list_installs()
+    def check_listing(self, caller: str) -> None:
+        listed, rows = self.list_installs(caller)
         self.without_token = sorted(set(listed) - set(self.installs))
         for resource in self.without_token:
             self.logger.warning(
@@ -341,7 +342,7 @@ class PartnerSession:
             self.logger.warning("partner mode: %d of %d entries of addons.heroku.com's list "
                                 "carry no resource uuid", unidentified, rows)
 
-    def list_installs(self) -> tuple[list[str], int]:
+    def list_installs(self, caller: str) -> tuple[list[str], int]:
         """Every resource uuid of ``GET <addons_api_url>/api/v3/apps``, following pages."""
         url: str | None = self.addons_url + LISTING_PATH
         listed: list[str] = []
@@ -351,8 +352,9 @@ class PartnerSession:
         requested = {url}
         while url:
             response = self.client.send(
-                "GET", url, headers={"Accept": "application/json"}, follow_redirects=False,
-                credentials=self.authenticator, validate=self.check_listing_response)
+                "GET", url, caller=caller, headers={"Accept": "application/json"},
+                follow_redirects=False, credentials=self.authenticator,
+                validate=self.check_listing_response)
             pages += 1
             entries = listing_entries(self.client.decode_json(response))
             for entry in entries:

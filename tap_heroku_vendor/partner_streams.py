@@ -142,7 +142,7 @@ class AddonsStream(PartnerStream):
     @property
     def partitions(self) -> list[dict]:
         session = self.session
-        session.prepare()
+        session.prepare(self.name)
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
