@@ -342,3 +342,26 @@ def test_a_rejected_client_names_its_settings_and_the_scope(api):
     assert line.startswith("exports: HTTP 401 Unauthorized from POST /api/oauth2/token")
     assert "`client_id` and `client_secret`" in line and "scope `exports`" in line
     assert api.count("/api/v1/x") == 0
+
+
+# -- one client per tap ---------------------------------------------------------------------
+
+
+def test_a_tap_has_one_client_whose_session_every_stream_uses():
+    from tap_heroku_vendor.tap import TapHerokuVendor
+    from tap_isvapp.tap import TapIsvapp
+    from tap_marketplace.tap import TapMarketplace
+
+    configs = {
+        TapIsvapp: {"api_key": "k", "api_url": "http://127.0.0.1:9"},
+        TapMarketplace: {"username": "u", "api_token": "t", "developer_id": "d",
+                         "api_url": "http://127.0.0.1:9"},
+        TapHerokuVendor: {"manifest_id": "m", "manifest_password": "p",
+                          "api_url": "http://127.0.0.1:9"},
+    }
+    for tap_class, config in configs.items():
+        tap = tap_class(config=config, validate_config=True)
+        assert tap.client is tap.client
+        assert {id(s.requests_session) for s in tap.streams.values()} == {id(tap.client.session)}
+        adapter = tap.client.session.get_adapter("https://api.example.com")
+        assert adapter.throttle is tap.throttle, f"{tap.name}: pacing is at the transport"
