@@ -91,6 +91,40 @@ class PacedAdapter(HTTPAdapter):
         return response
 
 
+class RenewedOnceOn401(requests.auth.AuthBase):
+    """A credential that a 401 renews once, as ``requests``' digest auth answers its
+    challenge: the request goes out again on the same transport (so paced), signed with
+    the new credential, and the answer to that one is final (its ``history`` holds the
+    401). Subclasses say how to sign and how to renew."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        self.sign(request)
+        # Copies of a prepared request share its hooks: once, whatever the attempts.
+        if self.after_response not in request.hooks["response"]:
+            request.register_hook("response", self.after_response)
+        return request
+
+    def sign(self, request: requests.PreparedRequest) -> None:
+        """Put a valid credential on ``request`` (fetching one if needed)."""
+        raise NotImplementedError
+
+    def renew(self, rejected: requests.Response) -> bool:
+        """Drop the credential the API rejected; False leaves the 401 as it is."""
+        raise NotImplementedError
+
+    def after_response(self, response: requests.Response,
+                       **send_kwargs: t.Any) -> requests.Response:
+        if response.status_code != 401 or not self.renew(response):  # noqa: PLR2004
+            return response
+        response.close()
+        again = response.request.copy()
+        self.sign(again)
+        renewed = response.connection.send(again, **send_kwargs)
+        renewed.history.append(response)
+        renewed.request = again
+        return renewed
+
+
 class VendorClient:
     """The tap's client for its vendor's API (and the few other hosts it talks to).
 

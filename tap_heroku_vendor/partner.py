@@ -36,7 +36,7 @@ from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
 from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
-from tap_common.http import RETRY_STATUSES
+from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
 
@@ -98,8 +98,6 @@ class Install:
     expires_in: float = 0.0
     issued_at: float = 0.0
     skipped: bool = False
-    #: The API rejected a token issued after a 401: a second 401 is not retried.
-    unproven_renewal: bool = False
 
     def token_is_fresh(self, now: float) -> bool:
         if self.access_token is None:
@@ -245,6 +243,37 @@ class PerInstallThrottle:
         self._pools.pop(key, None)
 
 
+# -- the current install's token ------------------------------------------------------
+
+
+class InstallToken(RenewedOnceOn401):
+    """The access token of the install being read, to ``api_url`` only (see
+    ``PerOriginAuth``). Applied by the client to every attempt: a retry after a long
+    backoff gets a valid token, fetched through the same client, or ``InstallSkipped``.
+    A 401 (a token revoked or expired early) gets one fresh token and the request once
+    more."""
+
+    def __init__(self, session: PartnerSession) -> None:
+        self.session = session
+
+    def sign(self, request: requests.PreparedRequest) -> None:
+        self.session.ensure_token()
+        install = self.session.current
+        if install is not None and install.access_token:
+            request.headers["Authorization"] = f"Bearer {install.access_token}"
+
+    def renew(self, rejected: requests.Response) -> bool:
+        session = self.session
+        install = session.current
+        if install is None:
+            return False
+        session.requests["api"] += 1  # the stream only sees the answer to the request sent again
+        session.logger.warning("%s; renewing the access token of add-on resource %s once",
+                               session.client.error_line(rejected), install.uuid)
+        install.access_token = None
+        return True
+
+
 # -- the session --------------------------------------------------------------------------
 
 
@@ -278,19 +307,10 @@ class PartnerSession:
         self.without_token: list[str] = []
         self.refusals: dict[tuple[str, int], list[str]] = defaultdict(list)
         self.synced_apps: set[str] = set()
-        self.authenticator = PerOriginAuth({self.api_url: self._bearer,
+        self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
     # -- credentials (each only for its own origin: see PerOriginAuth) ---------------
-
-    def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        # Applied by the client to every attempt: a retry after a long backoff, or after
-        # a 401, gets a valid token (fetched through the same client) or InstallSkipped.
-        self.ensure_token()
-        install = self.current
-        if install is not None and install.access_token:
-            request.headers["Authorization"] = f"Bearer {install.access_token}"
-        return request
 
     def _manifest_auth(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self._manifest is None:

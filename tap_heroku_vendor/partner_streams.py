@@ -24,7 +24,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_common._sdk import write_state_now
 from tap_common.client import VendorRESTStream
-from tap_common.errors import CredentialRejectedError, VendorRetriableError
+from tap_common.errors import CredentialRejectedError
 from tap_heroku_vendor import schemas
 from tap_heroku_vendor.partner import (
     ACCEPT_V3,
@@ -108,26 +108,15 @@ class PartnerStream(VendorRESTStream):
         if host == "api":
             install = session.current
             if status == 401 and install is not None:  # noqa: PLR2004
-                self.renew_after_401(response, install)
-            elif status in self.tolerated_statuses:
+                # Its token already renewed once, by the authenticator (InstallToken).
+                msg = (f"{self.error_line(response)}. Heroku rejected a freshly issued access "
+                       f"token for add-on resource {install.uuid}: the OAuth client "
+                       "(`oauth_client_secret`) may not belong to this add-on, or `api_url` is "
+                       "not the Platform API.")
+                raise CredentialRejectedError(msg)
+            if status in self.tolerated_statuses:
                 session.api_refused(self.name, status)
-            elif status < 400 and install is not None:  # noqa: PLR2004
-                install.unproven_renewal = False
         super().validate_response(response)
-
-    def renew_after_401(self, response: requests.Response, install: t.Any) -> t.NoReturn:
-        line = self.error_line(response)
-        if not install.unproven_renewal:
-            # Revoked or expired early: one fresh token, then the same request again.
-            self.logger.warning("%s; renewing the access token of add-on resource %s once",
-                                line, install.uuid)
-            install.access_token = None
-            install.unproven_renewal = True
-            raise VendorRetriableError(line, response)
-        msg = (f"{line}. Heroku rejected a freshly issued access token for add-on resource "
-               f"{install.uuid}: the OAuth client (`oauth_client_secret`) may not belong to "
-               "this add-on, or `api_url` is not the Platform API.")
-        raise CredentialRejectedError(msg)
 
 
 class AddonsStream(PartnerStream):

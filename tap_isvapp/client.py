@@ -14,12 +14,13 @@ from __future__ import annotations
 import time
 import typing as t
 
-from requests.auth import AuthBase, HTTPBasicAuth
+from requests.auth import HTTPBasicAuth
 from singer_sdk.authenticators import BearerTokenAuthenticator
 
 from tap_common.auth import HostBoundAuth
 from tap_common.client import VendorRESTStream
 from tap_common.errors import CredentialRejectedError, PayloadError
+from tap_common.http import RenewedOnceOn401
 from tap_common.redact import REDACTOR
 
 if t.TYPE_CHECKING:
@@ -37,7 +38,7 @@ DEFAULT_EXPIRES_IN_SECONDS = 3600
 API_KEY_PERMISSION = "ISVapp metrics retrieval"
 
 
-class ClientCredentialsToken(AuthBase):
+class ClientCredentialsToken(RenewedOnceOn401):
     """An OAuth2 client-credentials token for one scope, fetched through the tap's client.
 
     Signing a request fetches a token first if there is none or it is about to expire.
@@ -54,14 +55,16 @@ class ClientCredentialsToken(AuthBase):
         self.expires_in = 0.0
         self.obtained_at = 0.0
 
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+    def sign(self, request: requests.PreparedRequest) -> None:
         if not self.is_valid():
             self.obtain()
         request.headers["Authorization"] = f"Bearer {self.access_token}"
-        # Copies of a prepared request share its hooks: once, whatever the attempts.
-        if self.renew_once_if_rejected not in request.hooks["response"]:
-            request.register_hook("response", self.renew_once_if_rejected)
-        return request
+
+    def renew(self, rejected: requests.Response) -> bool:
+        self.client.logger.warning("%s; renewing the OAuth2 token for scope %s once",
+                                   self.client.error_line(rejected), self.scope)
+        self.access_token = None
+        return True
 
     def is_valid(self) -> bool:
         if self.access_token is None:
@@ -96,24 +99,6 @@ class ClientCredentialsToken(AuthBase):
         REDACTOR.add_secret(self.access_token)
         self.expires_in = float(payload.get("expires_in") or DEFAULT_EXPIRES_IN_SECONDS)
         self.obtained_at = requested_at
-
-    def renew_once_if_rejected(self, response: requests.Response,
-                               **send_kwargs: t.Any) -> requests.Response:
-        """A response hook (as ``requests``' digest auth): on a 401, one new token and
-        the request sent again on the same transport (paced like any request)."""
-        if response.status_code != 401:  # noqa: PLR2004
-            return response
-        self.client.logger.warning("%s; renewing the OAuth2 token for scope %s once",
-                                   self.client.error_line(response), self.scope)
-        response.close()
-        self.access_token = None
-        self.obtain()
-        again = response.request.copy()
-        again.headers["Authorization"] = f"Bearer {self.access_token}"
-        renewed = response.connection.send(again, **send_kwargs)
-        renewed.history.append(response)
-        renewed.request = again
-        return renewed
 
 
 class IsvappCredentials:
