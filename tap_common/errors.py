@@ -20,8 +20,12 @@ class VendorAPIError(FatalAPIError):
     """The vendor answered in a way the tap cannot continue from."""
 
 
-class AuthenticationError(FatalAPIError):
-    """A 401/403: the configured credential or its scope was rejected."""
+class CredentialRejectedError(FatalAPIError):
+    """A 401/403: the configured credential or its scope was rejected.
+
+    Not named ``AuthenticationError``: singer-sdk 0.55 adds one in
+    ``singer_sdk.exceptions``, and an import should never leave a doubt which is meant.
+    """
 
 
 class ExportFailedError(FatalAPIError):

@@ -27,6 +27,7 @@ import orjson
 import requests
 import urllib3
 
+from tap_common._sdk import write_state_now
 from tap_common.coercion import TypedRows
 from tap_common.errors import ExportFailedError, PayloadError, VendorAPIError
 
@@ -557,5 +558,4 @@ class ExportStream:
                            context: Context | None) -> None:
         """Put the export in the state at once, so an interrupted run can resume it."""
         self.get_context_state(context)[IN_FLIGHT_EXPORT] = export.saved(fingerprint)
-        self.state_manager.is_flushed = False  # type: ignore[attr-defined]
-        self._write_state_message()  # type: ignore[attr-defined]
+        write_state_now(self)  # type: ignore[arg-type]

@@ -12,20 +12,18 @@ from functools import cached_property
 
 import click
 from jsonschema import ValidationError
-from singer_sdk import Tap
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
 from tap_common import redact, settings, writer
+from tap_common._sdk import TapInternals
 from tap_common.auth import HostBoundAuth
+from tap_common.http import VendorClient
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import ErrorEnvelope
 from tap_common.writer import OrjsonSingerWriter
-
-if t.TYPE_CHECKING:
-    from types import FrameType
 
 #: The settings of the HTTP client, shared by every tap (kept under this name for the taps).
 COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT)
@@ -100,7 +98,7 @@ def _rule(validator: str, schema: dict[str, t.Any]) -> str | None:
     return None
 
 
-class VendorTap(Tap):
+class VendorTap(TapInternals):
     """A tap for one vendor API; subclasses add settings, auth and streams."""
 
     message_writer_class = OrjsonSingerWriter
@@ -164,6 +162,26 @@ class VendorTap(Tap):
         return HostBoundAuth(self.build_authenticator(), str(self.config["api_url"]))
 
     @cached_property
+    def client(self) -> VendorClient:
+        """The tap's one client: every request of this process goes through it."""
+        return VendorClient(
+            str(self.config["api_url"]),
+            throttle=self.throttle,
+            settings=self.config,
+            credentials=lambda: self.authenticator,
+            error_envelope=self.error_envelope,
+            credential_hint=self.credential_hint,
+            named_hosts=self.named_hosts(),
+            user_agent=self.config.get("user_agent") or f"{self.name}/{self.plugin_version}",
+            logger=self.logger,
+        )
+
+    def named_hosts(self) -> dict[str, ErrorEnvelope | None]:
+        """Other hosts the tap calls on purpose, and their error envelopes (see
+        ``VendorClient``)."""
+        return {}
+
+    @cached_property
     def throttle(self) -> RequestThrottle:
         rps = self.config.get("requests_per_second", self.default_requests_per_second)
         return RequestThrottle(rps, **self.pool_settings())
@@ -172,14 +190,15 @@ class VendorTap(Tap):
         """Settings of a vendor-metered request pool (see ``RequestThrottle``)."""
         return {}
 
-    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+    def validate_settings(self, *, raise_errors: bool = True) -> list[str]:
         # The SDK's own messages quote the offending value, a secret one included.
         schema = self.config_jsonschema
         self.append_builtin_config(schema)
         properties = schema.get("properties", {})
         secrets = {name for name, prop in properties.items() if prop.get("secret")}
         validator = JSONSchemaValidator(schema, format_checker=settings.FORMATS)
-        errors = [_describe_config_error(error, secrets) for error in validator.iter_errors(self._config)]
+        errors = [_describe_config_error(error, secrets)
+                  for error in validator.iter_errors(self.settings_as_given)]
         if not errors:
             errors = self.extra_config_errors()
         if errors and raise_errors:
@@ -190,7 +209,7 @@ class VendorTap(Tap):
         writer.forget_last_state()
         super().sync_all()
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # type: ignore[override]
+    def on_termination(self, signum: int) -> None:
         # The SDK writes the live state and exits 0, which tells a scheduler the run
         # succeeded. Unwind instead; invoke() ends the run with the last safe STATE.
         raise Terminated(signum)

@@ -28,7 +28,6 @@ import typing as t
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import orjson
 from requests.auth import HTTPBasicAuth
@@ -36,15 +35,17 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import AuthenticationError, PaginationError, PayloadError, VendorAPIError
+from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
+from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
+from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
 
 if t.TYPE_CHECKING:
     import logging
 
     import requests
 
-    from tap_common.client import VendorRESTStream
+    from tap_common.http import VendorClient
 
 ACCEPT_V3 = "application/vnd.heroku+json; version=3"
 DEFAULT_TOKEN_URL = "https://id.heroku.com/oauth/token"
@@ -64,6 +65,8 @@ OAUTH_REQUEST_ERRORS = frozenset({"invalid_request", "unauthorized_client",
 #: Where the addons.heroku.com listing may carry the add-on resource uuid, in this order.
 LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id", "addon.uuid",
                        "addon_uuid", "uuid")
+#: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
+TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -95,8 +98,6 @@ class Install:
     expires_in: float = 0.0
     issued_at: float = 0.0
     skipped: bool = False
-    #: The API rejected a token issued after a 401: a second 401 is not retried.
-    unproven_renewal: bool = False
 
     def token_is_fresh(self, now: float) -> bool:
         if self.access_token is None:
@@ -242,16 +243,48 @@ class PerInstallThrottle:
         self._pools.pop(key, None)
 
 
+# -- the current install's token ------------------------------------------------------
+
+
+class InstallToken(RenewedOnceOn401):
+    """The access token of the install being read, to ``api_url`` only (see
+    ``PerOriginAuth``). Applied by the client to every attempt: a retry after a long
+    backoff gets a valid token, fetched through the same client, or ``InstallSkipped``.
+    A 401 (a token revoked or expired early) gets one fresh token and the request once
+    more."""
+
+    def __init__(self, session: PartnerSession) -> None:
+        self.session = session
+
+    def sign(self, request: requests.PreparedRequest) -> None:
+        self.session.ensure_token()
+        install = self.session.current
+        if install is not None and install.access_token:
+            request.headers["Authorization"] = f"Bearer {install.access_token}"
+
+    def renew(self, rejected: requests.Response) -> bool:
+        session = self.session
+        install = session.current
+        if install is None:
+            return False
+        session.requests["api"] += 1  # the stream only sees the answer to the request sent again
+        session.logger.warning("%s; renewing the access token of add-on resource %s once",
+                               session.client.error_line(rejected), install.uuid)
+        install.access_token = None
+        return True
+
+
 # -- the session --------------------------------------------------------------------------
 
 
 class PartnerSession:
     """Everything the partner streams of one run share: installs, tokens, counters."""
 
-    def __init__(self, config: t.Mapping[str, t.Any], throttle: t.Any,
+    def __init__(self, config: t.Mapping[str, t.Any], client: VendorClient,
                  logger: logging.Logger) -> None:
         self.config = config
-        self.throttle = throttle
+        self.client = client
+        self.throttle = client.throttle
         self.logger = logger
         self.api_url = str(config["api_url"]).rstrip("/")
         self.token_url = str(config.get("oauth_token_url") or DEFAULT_TOKEN_URL)
@@ -274,16 +307,10 @@ class PartnerSession:
         self.without_token: list[str] = []
         self.refusals: dict[tuple[str, int], list[str]] = defaultdict(list)
         self.synced_apps: set[str] = set()
-        self.authenticator = PerOriginAuth({self.api_url: self._bearer,
+        self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
     # -- credentials (each only for its own origin: see PerOriginAuth) ---------------
-
-    def _bearer(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        install = self.current
-        if install is not None and install.access_token:
-            request.headers["Authorization"] = f"Bearer {install.access_token}"
-        return request
 
     def _manifest_auth(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self._manifest is None:
@@ -300,8 +327,9 @@ class PartnerSession:
 
     # -- start of the run: installs and the listing check -----------------------------
 
-    def prepare(self, stream: VendorRESTStream) -> None:
-        """Read the installs and, with manifest credentials, compare them to Heroku's list."""
+    def prepare(self, caller: str) -> None:
+        """Read the installs and, with manifest credentials, compare them to Heroku's list
+        (a failure of that is ``caller``'s, the stream that asked)."""
         if self.prepared:
             return
         self.prepared = True
@@ -311,10 +339,10 @@ class PartnerSession:
         self.installs = {i.uuid: i for i in installs}
         self.logger.info("partner mode: %d install(s) with a refresh token", len(installs))
         if self._manifest is not None:
-            self.check_listing(stream)
+            self.check_listing(caller)
 
-    def check_listing(self, stream: VendorRESTStream) -> None:
-        listed, rows = self.list_installs(stream)
+    def check_listing(self, caller: str) -> None:
+        listed, rows = self.list_installs(caller)
         self.without_token = sorted(set(listed) - set(self.installs))
         for resource in self.without_token:
             self.logger.warning(
@@ -334,7 +362,7 @@ class PartnerSession:
             self.logger.warning("partner mode: %d of %d entries of addons.heroku.com's list "
                                 "carry no resource uuid", unidentified, rows)
 
-    def list_installs(self, stream: VendorRESTStream) -> tuple[list[str], int]:
+    def list_installs(self, caller: str) -> tuple[list[str], int]:
         """Every resource uuid of ``GET <addons_api_url>/api/v3/apps``, following pages."""
         url: str | None = self.addons_url + LISTING_PATH
         listed: list[str] = []
@@ -343,10 +371,12 @@ class PartnerSession:
         pages = 0
         requested = {url}
         while url:
-            response = stream.send("GET", url, headers={"Accept": "application/json"},
-                                   follow_redirects=False)
+            response = self.client.send(
+                "GET", url, caller=caller, headers={"Accept": "application/json"},
+                follow_redirects=False, credentials=self.authenticator,
+                validate=self.check_listing_response)
             pages += 1
-            entries = listing_entries(stream.decode_json(response))
+            entries = listing_entries(self.client.decode_json(response))
             for entry in entries:
                 rows += 1
                 seen_fields.update(entry)
@@ -355,18 +385,18 @@ class PartnerSession:
                     listed.append(resource)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
-                msg = (f"{stream.where(response)}: addons.heroku.com's list pointed its next "
+                msg = (f"{self.client.where(response)}: addons.heroku.com's list pointed its next "
                        "page at another host; the manifest credentials are only sent to "
                        "addons_api_url")
                 raise PayloadError(msg)
             # The same guards as the shared page loop (VendorRESTStream.request_records).
             if url and not entries:
-                msg = (f"{stream.where(response)}: page {pages} of addons.heroku.com's list is "
+                msg = (f"{self.client.where(response)}: page {pages} of addons.heroku.com's list is "
                        "empty but announces more pages; an empty page in the middle is an "
                        "error, not the end")
                 raise PaginationError(msg)
             if url in requested:
-                msg = (f"{stream.where(response)}: addons.heroku.com's list points to a page "
+                msg = (f"{self.client.where(response)}: addons.heroku.com's list points to a page "
                        f"already read as page {pages + 1}: the pagination loops")
                 raise PaginationError(msg)
             requested.add(url)
@@ -403,7 +433,7 @@ class PartnerSession:
         if hasattr(self.throttle, "forget"):
             self.throttle.forget(resource_uuid)
 
-    def ensure_token(self, stream: VendorRESTStream) -> None:
+    def ensure_token(self) -> None:
         """A valid access token for the current install, or ``InstallSkipped``."""
         install = self.current
         if install is None:
@@ -411,23 +441,24 @@ class PartnerSession:
         if install.skipped:
             raise InstallSkipped(install.uuid)
         if not install.token_is_fresh(time.monotonic()):
-            self.renew(stream, install)
+            self.renew(install)
 
-    def renew(self, stream: VendorRESTStream, install: Install) -> None:
+    def renew(self, install: Install) -> None:
         requested_at = time.monotonic()
         form = {"grant_type": "refresh_token", "refresh_token": install.refresh_token,
                 "client_secret": self._client_secret}
         try:
-            response = stream.send("POST", self.token_url, data=form,
-                                   headers={"Accept": "application/json"},
-                                   follow_redirects=False)
+            response = self.client.send(
+                "POST", self.token_url, data=form, headers={"Accept": "application/json"},
+                follow_redirects=False, credentials=self.authenticator,
+                validate=self.check_token_response)
         except TokenRefused as refused:
             self.refused(install, refused)
             raise InstallSkipped(install.uuid) from None
-        payload = stream.decode_json(response, "$", fields=("access_token",))
+        payload = self.client.decode_json(response, "$", fields=("access_token",))
         token = payload["access_token"]
         if not isinstance(token, str):
-            msg = (f"{stream.where(response)}: the token response for add-on resource "
+            msg = (f"{self.client.where(response)}: the token response for add-on resource "
                    f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
         try:
@@ -448,6 +479,29 @@ class PartnerSession:
         self.logger.debug("partner mode: access token for add-on resource %s (valid %g s)",
                           install.uuid, expires_in)
 
+    # -- answers of the token and listing hosts ----------------------------------------
+
+    def check_token_response(self, response: requests.Response) -> None:
+        self.requests["token"] += 1
+        if _final(response):
+            raise TokenRefused(self.client.error_line(response), response)
+        self.client.check(response)
+
+    def check_listing_response(self, response: requests.Response) -> None:
+        self.requests["addons"] += 1
+        if _final(response):
+            line = self.client.error_line(response)
+            if response.status_code in (401, 403):  # noqa: PLR2004
+                msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: "
+                       "check `manifest_id` and `manifest_password` (or unset both to skip "
+                       "the check for installs without a refresh token).")
+                raise CredentialRejectedError(msg)
+            msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
+                   "publicly documented; unset `manifest_id` and `manifest_password` to run "
+                   "without the check for installs without a refresh token.")
+            raise VendorAPIError(msg)
+        self.client.check(response)
+
     def refused(self, install: Install, refused: TokenRefused) -> None:
         """A 4xx from the token endpoint: skip the install, or end the run."""
         client_hint = (
@@ -455,7 +509,7 @@ class PartnerSession:
             "from the Add-on Partner Portal; `oauth_token_url` must be Heroku's token endpoint)")
         if refused.code == "invalid_client":
             msg = f"{refused.line}. Heroku refused the OAuth client: {client_hint}."
-            raise AuthenticationError(msg)
+            raise CredentialRejectedError(msg)
         if refused.code in OAUTH_REQUEST_ERRORS:
             # The token endpoint says the request itself is wrong, not this install's
             # grant: every install would be skipped alike, so the run ends.
@@ -474,7 +528,7 @@ class PartnerSession:
                 msg = (f"{refused.line}. Heroku refused the first {self.ambiguous_refusals} "
                        f"token request(s) without saying why: {client_hint}, and that the "
                        "refresh tokens belong to this add-on.")
-                raise AuthenticationError(msg)
+                raise CredentialRejectedError(msg)
         install.skipped = True
         install.access_token = None
         self.skipped.append(install.uuid)
@@ -557,7 +611,7 @@ def listing_uuid(entry: dict) -> str | None:
     return None
 
 
-def url_path(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}{parts.path}"
+def _final(response: requests.Response) -> bool:
+    """An error status that no retry will change."""
+    return response.status_code >= 400 and response.status_code not in RETRY_STATUSES  # noqa: PLR2004
 

@@ -22,24 +22,16 @@ import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
 
-from tap_common.client import RETRY_STATUSES, VendorRESTStream
-from tap_common.errors import AuthenticationError, VendorAPIError, VendorRetriableError
-from tap_common.responses import (
-    ErrorEnvelope,
-    FirstOfEnvelopes,
-    IdMessageEnvelope,
-    OAuthErrorEnvelope,
-)
+from tap_common._sdk import write_state_now
+from tap_common.client import VendorRESTStream
+from tap_common.errors import CredentialRejectedError
 from tap_heroku_vendor import schemas
 from tap_heroku_vendor.partner import (
     ACCEPT_V3,
-    LISTING_PATH,
     InstallSkipped,
     PartnerSession,
     RangePaginator,
-    TokenRefused,
     first_range,
-    url_path,
 )
 
 if t.TYPE_CHECKING:
@@ -50,8 +42,6 @@ if t.TYPE_CHECKING:
     from tap_heroku_vendor.tap import TapHerokuVendor
 
 SCHEMAS = SchemaDirectory(schemas)
-#: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
-TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
 RESUME_KEY = "resume_after"
 
 
@@ -67,11 +57,11 @@ class PartnerStream(VendorRESTStream):
     #: endpoint's own rows do not name it.
     parent_id_fields: t.ClassVar[dict[str, str]] = {}
 
-    _tap: TapHerokuVendor
+    tap: TapHerokuVendor
 
     @property
     def session(self) -> PartnerSession:
-        return self._tap.partner
+        return self.tap.partner
 
     @property
     def authenticator(self) -> t.Callable:  # type: ignore[override]
@@ -108,17 +98,6 @@ class PartnerStream(VendorRESTStream):
         except InstallSkipped:
             return
 
-    def request_decorator(self, func: t.Callable) -> t.Callable:
-        session = self.session
-
-        def with_token(*args: t.Any, **kwargs: t.Any) -> requests.Response:
-            # Before every attempt, so a retry after a long backoff has a valid token.
-            if session.host_of(args[0].url) == "api":
-                session.ensure_token(self)
-            return func(*args, **kwargs)
-
-        return super().request_decorator(with_token)
-
     # -- responses ------------------------------------------------------------------
 
     def validate_response(self, response: requests.Response) -> None:
@@ -126,57 +105,18 @@ class PartnerStream(VendorRESTStream):
         host = session.host_of(response.url)
         status = response.status_code
         session.requests[host or "other"] += 1
-        final = status >= 400 and status not in RETRY_STATUSES  # noqa: PLR2004
-        if host == "token" and final:
-            raise TokenRefused(self.error_line(response), response)
-        if host == "addons" and final:
-            self.raise_for_listing(response)
         if host == "api":
             install = session.current
             if status == 401 and install is not None:  # noqa: PLR2004
-                self.renew_after_401(response, install)
-            elif status in self.tolerated_statuses:
+                # Its token already renewed once, by the authenticator (InstallToken).
+                msg = (f"{self.error_line(response)}. Heroku rejected a freshly issued access "
+                       f"token for add-on resource {install.uuid}: the OAuth client "
+                       "(`oauth_client_secret`) may not belong to this add-on, or `api_url` is "
+                       "not the Platform API.")
+                raise CredentialRejectedError(msg)
+            if status in self.tolerated_statuses:
                 session.api_refused(self.name, status)
-            elif status < 400 and install is not None:  # noqa: PLR2004
-                install.unproven_renewal = False
         super().validate_response(response)
-
-    def renew_after_401(self, response: requests.Response, install: t.Any) -> t.NoReturn:
-        line = self.error_line(response)
-        self._tap.throttle.observe(response.headers)
-        if not install.unproven_renewal:
-            # Revoked or expired early: one fresh token, then the same request again.
-            self.logger.warning("%s; renewing the access token of add-on resource %s once",
-                                line, install.uuid)
-            install.access_token = None
-            install.unproven_renewal = True
-            raise VendorRetriableError(line, response)
-        msg = (f"{line}. Heroku rejected a freshly issued access token for add-on resource "
-               f"{install.uuid}: the OAuth client (`oauth_client_secret`) may not belong to "
-               "this add-on, or `api_url` is not the Platform API.")
-        raise AuthenticationError(msg)
-
-    def raise_for_listing(self, response: requests.Response) -> t.NoReturn:
-        line = self.error_line(response)
-        if response.status_code in (401, 403):  # noqa: PLR2004
-            msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: check "
-                   "`manifest_id` and `manifest_password` (or unset both to skip the check for "
-                   "installs without a refresh token).")
-            raise AuthenticationError(msg)
-        msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
-               "publicly documented; unset `manifest_id` and `manifest_password` to run "
-               "without the check for installs without a refresh token.")
-        raise VendorAPIError(msg)
-
-    def error_envelope_for(self, response: requests.Response) -> ErrorEnvelope:
-        if self.session.host_of(response.url) == "token":
-            return TOKEN_HOST_ENVELOPE
-        return super().error_envelope_for(response)
-
-    def describe_url(self, url: str) -> str:
-        if self.session.host_of(url) in ("token", "addons"):
-            return url_path(url)  # host and path; never a query string
-        return super().describe_url(url)
 
 
 class AddonsStream(PartnerStream):
@@ -191,7 +131,7 @@ class AddonsStream(PartnerStream):
     @property
     def partitions(self) -> list[dict]:
         session = self.session
-        session.prepare(self)
+        session.prepare(self.name)
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
@@ -211,8 +151,7 @@ class AddonsStream(PartnerStream):
             state.pop(RESUME_KEY, None)
         else:
             state[RESUME_KEY] = resource
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+        write_state_now(self)
 
     def get_child_context(self, record: dict, context: Context | None) -> dict:
         assert context is not None

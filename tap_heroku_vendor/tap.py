@@ -16,7 +16,7 @@ from singer_sdk.authenticators import BasicAuthenticator
 from tap_common import settings
 from tap_common.auth import origin
 from tap_common.ratelimit import RequestThrottle
-from tap_common.responses import IdMessageEnvelope
+from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
@@ -194,7 +194,16 @@ class TapHerokuVendor(VendorTap):
 
     @cached_property
     def partner(self) -> partner_api.PartnerSession:
-        return partner_api.PartnerSession(self.config, self.throttle, self.logger)
+        return partner_api.PartnerSession(self.config, self.client, self.logger)
+
+    def named_hosts(self) -> dict[str, ErrorEnvelope | None]:
+        if not self.partner_mode:
+            return {}
+        return {
+            str(self.config.get("oauth_token_url") or partner_api.DEFAULT_TOKEN_URL):
+                partner_api.TOKEN_HOST_ENVELOPE,
+            str(self.config.get("addons_api_url") or partner_api.DEFAULT_ADDONS_API_URL): None,
+        }
 
     def discover_streams(self) -> list:
         if self.partner_mode:

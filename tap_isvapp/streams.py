@@ -8,6 +8,7 @@ import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
 
+from tap_common._sdk import finalize_state, write_state_now
 from tap_common.auth import origin
 from tap_common.errors import PayloadError, VendorAPIError
 from tap_common.exports import (
@@ -258,9 +259,8 @@ class PackageUsageRequestsStream(UsageLogWindows, IsvappStream):
         """
         for stream in (self, *self.child_streams):
             if stream.selected:
-                stream._finalize_state(stream.stream_state)  # noqa: SLF001
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+                finalize_state(stream)
+        write_state_now(self)
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         assert context is not None
@@ -401,20 +401,6 @@ class PackageUsageLogsStream(UsageLogWindows, IsvappStream):
         if response.status_code == 403 and origin(response.url) != origin(self.url_base):
             raise SignedUrlRejected(self.error_line(response))
         super().validate_response(response)
-
-
-class AccountCheck(IsvappStream):
-    """``GET /api/v1/account``: the connection check behind ``--test``; not a stream."""
-
-    name = "account"
-    path = "/api/v1/account"
-    records_jsonpath = "$.data"
-    oauth_scope = "identity"
-    schema: t.ClassVar[dict] = {"type": "object", "properties": {
-        "id": {"type": ["string", "null"]}, "company_name": {"type": ["string", "null"]}}}
-
-    def fetch(self) -> dict:
-        return next(iter(self.get_records(None)), {})
 
 
 STREAMS: tuple[type[IsvappStream], ...] = (

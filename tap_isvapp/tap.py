@@ -14,8 +14,16 @@ from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_isvapp import streams
 from tap_isvapp.client import IsvappCredentials
 
+if t.TYPE_CHECKING:
+    import requests
+
 #: ISVapp's documented limit, on every endpoint: two requests per second.
 ISVAPP_REQUESTS_PER_SECOND = 2.0
+#: ``--test`` reads the account, as ISVapp recommends; its name in `oauth_scopes` and log
+#: lines, and the scope it asks for unless `oauth_scopes` says otherwise.
+CONNECTION_TEST = "account"
+CONNECTION_TEST_PATH = "/api/v1/account"
+CONNECTION_TEST_SCOPE = "identity"
 
 
 def _ids(name: str, what: str) -> th.Property:
@@ -94,7 +102,7 @@ class TapIsvapp(VendorTap):
             "oauth_scopes",
             th.ObjectType(additional_properties=th.StringType),
             propertyNames={"enum": sorted(
-                {s.name for s in streams.STREAMS} | {streams.AccountCheck.name})},
+                {s.name for s in streams.STREAMS} | {CONNECTION_TEST})},
             description="OAuth2 scope per stream name, where it differs from the tap's "
             "default (`salesforce_accounts` and `salesforce_account_summaries`: "
             "salesforce_accounts; `exports`, `taxonomy_item_usage`: exports; "
@@ -106,10 +114,10 @@ class TapIsvapp(VendorTap):
 
     @cached_property
     def credentials(self) -> IsvappCredentials:
-        return IsvappCredentials(self.config)
+        return IsvappCredentials(self.config, self.client)
 
     def build_authenticator(self) -> t.Callable:
-        return self.credentials.authenticator("identity")
+        return self.credentials.authenticator(CONNECTION_TEST_SCOPE)
 
     def scope_for(self, stream_name: str, default: str) -> str:
         return (self.config.get("oauth_scopes") or {}).get(stream_name, default)
@@ -153,7 +161,16 @@ class TapIsvapp(VendorTap):
 
     def run_connection_test(self) -> bool:
         """``GET /api/v1/account`` (scope identity), as ISVapp recommends."""
-        account = streams.AccountCheck(self).fetch()
+        scope = self.scope_for(CONNECTION_TEST, CONNECTION_TEST_SCOPE)
+
+        def check(response: requests.Response) -> None:
+            self.credentials.raise_if_rejected(response, scope)
+            self.client.check(response)
+
+        response = self.client.send("GET", CONNECTION_TEST_PATH, caller=CONNECTION_TEST,
+                                    credentials=self.credentials.authenticator(scope),
+                                    validate=check)
+        account = self.client.decode_json(response, "$.data", caller=CONNECTION_TEST)
         self.logger.info("Connected to the ISVapp account of %s (id %s)",
                          account.get("company_name"), account.get("id"))
         return True

@@ -52,6 +52,11 @@ def api_href(href: str) -> str:
     return href
 
 
+def url_encode(value: t.Any) -> str:
+    """A value as a path segment: a slash in a string escaped (as the SDK's own paths)."""
+    return value.replace("/", "%2F") if isinstance(value, str) else str(value)
+
+
 def link_href(links: t.Any, name: str) -> str | None:
     """``links[name]`` as a href, whether it is a string, ``{href}`` or ``[{href}]``."""
     if not isinstance(links, dict):
@@ -178,7 +183,7 @@ class MarketplaceStream(WindowedStream, VendorRESTStream):
     rows (the shared base leaves out fields the schema does not declare).
     """
 
-    _tap: TapMarketplace
+    tap: TapMarketplace
     #: Send the configured ``product_ids`` as repeated ``productId`` parameters.
     filters_by_product: t.ClassVar[bool] = False
     #: Context keys (the parent's ids) copied into each record.
@@ -203,7 +208,8 @@ class MarketplaceStream(WindowedStream, VendorRESTStream):
 
     @property
     def developer_id(self) -> str:
-        return self._tap.developer_id(self)
+        with self.client.acting_for(self.name):
+            return self.tap.developer_id()
 
     def get_new_paginator(self) -> t.Any:
         return None  # one request; paged streams say how they page
@@ -218,7 +224,7 @@ class MarketplaceStream(WindowedStream, VendorRESTStream):
         if "{developerId}" in path:
             values["developerId"] = self.developer_id
         for key, value in values.items():
-            url = url.replace(f"{{{key}}}", self._url_encode(value))
+            url = url.replace(f"{{{key}}}", url_encode(value))
         return url
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:

@@ -15,9 +15,6 @@ from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
 from tap_marketplace.streams import report_settings
 
-if t.TYPE_CHECKING:
-    from tap_marketplace.client import MarketplaceStream
-
 AGGREGATIONS = ("week", "month")
 
 
@@ -150,7 +147,7 @@ class TapMarketplace(VendorTap):
 
     # -- the developer space --------------------------------------------------------
 
-    def developer_id(self, stream: MarketplaceStream) -> str:
+    def developer_id(self) -> str:
         """The developer space id: configured, or resolved from `vendor_id` once per run."""
         configured = self.config.get("developer_id")
         if configured:
@@ -158,11 +155,12 @@ class TapMarketplace(VendorTap):
         with self._developer_id_lock:
             if self._developer_id is None:
                 vendor_id = self.config["vendor_id"]
-                response = stream.send("GET", f"/rest/3/developer-space/vendor/{vendor_id}")
-                resolved = stream.decode_json(response, "$").get("developerId")
+                path = f"/rest/3/developer-space/vendor/{vendor_id}"
+                client = self.client
+                # Named for the stream that needs it, as every line (the first one to ask).
+                resolved = client.decode_json(client.send("GET", path), "$").get("developerId")
                 if not resolved:
-                    msg = (f"{stream.name}: /rest/3/developer-space/vendor/{vendor_id} gave no "
-                           "developerId; check `vendor_id`")
+                    msg = (f"{client.caller}: {path} gave no developerId; check `vendor_id`")
                     raise VendorAPIError(msg)
                 self.logger.info("vendor %s is developer space %s", vendor_id, resolved)
                 self._developer_id = str(resolved)
