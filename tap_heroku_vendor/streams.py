@@ -37,8 +37,8 @@ class AppsStream(VendorRESTStream):
                 f"{self.error_line(response)}. Heroku no longer answers the Legacy App Info "
                 "API for this add-on: use the Platform API for Partners instead, with "
                 "`api: partner`, `oauth_client_secret` and `installs` or `installs_file` "
-                "(each install's resource_uuid and refresh_token); see the README's "
-                "partner-mode section."
+                "(each install's resource_uuid and refresh_token); see docs/tap-heroku-vendor.md, "
+                "section Partner mode."
             )
             raise VendorAPIError(msg)
         super().validate_response(response)
