@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 import typing as t
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -79,16 +79,26 @@ class Contract:
     #: how the line names it) and the words of the hint the line must carry.
     bad_credential: dict[str, str]
     rejected_request: str
+    rejected_message: str
     hint_401: tuple[str, ...]
     #: Words the line of an HTTP 403 at ``path`` must carry.
     hint_403: tuple[str, ...]
     #: The records key of a page (None: the body is the array), when the endpoint is paged.
     paged_records_key: str | None = None
-    paged: bool = False
     #: The stream that downloads from a host of its own (presigned URLs), and that host.
     download_stream: str | None = None
     download_host: t.Callable[[t.Any], t.Any] | None = None
     download_config: dict[str, t.Any] = field(default_factory=dict)
+    #: Credentials the vendor holds or issued during a run (tokens): never printed either.
+    vendor_secrets: t.Callable[[t.Any], list[str]] = lambda server: []
+    #: Sandbox settings of the whole run at DEBUG (answers that are logged differently).
+    whole_run_sandbox: dict[str, t.Any] = field(default_factory=dict)
+    #: The vendor's hosts besides the API (an OAuth host, a listing host).
+    other_hosts: t.Callable[[t.Any], list[t.Any]] = lambda server: []
+    #: Cases (test names without ``test_``) that do not apply to this tap, and why.
+    not_applicable: dict[str, str] = field(default_factory=dict)
+    #: The only cases this row runs (None: all): an auth mode of a tap already listed.
+    only: frozenset[str] | None = None
 
 
 CONTRACTS: dict[str, Contract] = {
@@ -102,12 +112,15 @@ CONTRACTS: dict[str, Contract] = {
         replication_key="sf_end_time", secret_settings=("client_secret", "api_key"),
         basic_auth=("client_id", "client_secret"),
         bad_credential={"client_secret": "not-the-secret-1f2e3d"},
-        rejected_request="POST /api/oauth2/token",
+        rejected_request="POST /api/oauth2/token", rejected_message="invalid_client",
         hint_401=("`client_id` and `client_secret`",),
         hint_403=("`client_id`", "scope `requests`"),
         download_stream="package_usage_logs",
         download_host=lambda server: server.app.storage,
         download_config={"start_date": str(YESTERDAY - dt.timedelta(days=2))},
+        vendor_secrets=lambda server: [server.app.settings.api_key,
+                                       server.app.settings.client_secret, *server.app.tokens,
+                                       *(e["_token"] for e in server.app.exports.values())],
     ),
     "tap-marketplace": Contract(
         executable="tap-marketplace", tap_class=TapMarketplace, vendor="marketplace",
@@ -118,9 +131,10 @@ CONTRACTS: dict[str, Contract] = {
         secret_settings=("api_token",), basic_auth=("username", "api_token"),
         bad_credential={"api_token": "ATATT-wrong-token-9c1f"},
         rejected_request="GET /marketplace/rest/3/reporting/developer-space/[^/ ]+/sales/transactions",
+        rejected_message="Client must be authenticated to access this resource.",
         hint_401=("`username`", "`api_token`"),
         hint_403=("`username`", "`api_token`", "`developer_id`"),
-        paged=True, paged_records_key="transactions",
+        paged_records_key="transactions",
         download_stream="product_catalog",
         download_host=lambda server: server.app.reports.storage_server(),
     ),
@@ -131,13 +145,66 @@ CONTRACTS: dict[str, Contract] = {
         key="resource_uuid", replication_key=None,
         secret_settings=("manifest_password",), basic_auth=("manifest_id", "manifest_password"),
         bad_credential={"manifest_password": "wrong-password-ZX81"},
-        rejected_request="GET /vendor/apps",
+        rejected_request="GET /vendor/apps", rejected_message="Invalid credentials provided.",
         hint_401=("`manifest_id`", "`manifest_password`"),
         hint_403=("`manifest_id`", "`manifest_password`"),
-        paged=True, paged_records_key=None,
+        # Deprovisioned apps answer 404, a warning that names the request.
+        whole_run_sandbox={"deprovisioned_every": 2},
+        not_applicable={"credentials_are_never_sent_to_the_download_host":
+                        "legacy mode reads one host only"},
     ),
 }
-TAPS = list(CONTRACTS)
+#: ISVapp's other credential, an API key: the tests about credentials run with it too.
+CONTRACTS["tap-isvapp[api_key]"] = replace(
+    CONTRACTS["tap-isvapp"], sandbox={**CONTRACTS["tap-isvapp"].sandbox, "auth_mode": "api_key"},
+    bad_credential={"api_key": "wrong-key-88"}, rejected_request="GET /api/v1/requests",
+    rejected_message="Invalid access token", hint_401=("`api_key`",), hint_403=("`api_key`",),
+    only=frozenset({"a_rejected_credential_names_the_settings_never_the_secret",
+                    "a_refusal_names_the_credential_settings",
+                    "no_secret_in_a_whole_run_at_debug"}))
+CONTRACTS["tap-isvapp"].not_applicable["an_empty_page_mid_sequence_is_an_error_not_the_end"] = (
+    "package_usage_requests is read in date windows, not pages")
+#: Heroku's partner mode: the Platform API with a token per install (from Heroku's OAuth
+#: host), the install listing on addons.heroku.com.
+CONTRACTS["tap-heroku-vendor[partner]"] = Contract(
+    executable="tap-heroku-vendor", tap_class=TapHerokuVendor, vendor="heroku_partner",
+    sandbox={"installs": 3}, config={}, stream="addons", path=r"^/addons/[^/]+$",
+    named_path="/addons/[^/ ]+", rows=3, key="id", replication_key=None,
+    secret_settings=("oauth_client_secret", "manifest_password"),
+    basic_auth=("manifest_id", "manifest_password"),
+    bad_credential={"oauth_client_secret": "wrong-client-secret-QX17"},
+    rejected_request=r"POST \S+/oauth/token", rejected_message="invalid_client",
+    hint_401=("`oauth_client_secret`",), hint_403=(),
+    vendor_secrets=lambda server: [*(i["refresh_token"] for i in server.app.install_list),
+                                   *server.app.access_tokens],
+    other_hosts=lambda server: [server.app.oauth, server.app.addons_host],
+    not_applicable={
+        "a_refusal_names_the_credential_settings":
+            "a 403 ends one install's stream with a warning (the fault matrix checks it)",
+        "credentials_are_never_sent_to_the_download_host":
+            "each host's own credential: test_heroku_partner.py checks it",
+        "an_empty_page_mid_sequence_is_an_error_not_the_end": "addons is one object per install",
+    },
+)
+
+
+def taps(case: str) -> list[t.Any]:
+    """The rows a contract test runs for; a row whose table says the case does not apply
+    is skipped with its reason."""
+    params = []
+    for name, contract in CONTRACTS.items():
+        if contract.only is not None and case not in contract.only:
+            continue
+        reason = contract.not_applicable.get(case)
+        marks = [pytest.mark.skip(reason=f"{name}: {reason}")] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def for_each_tap(test: t.Callable) -> t.Callable:
+    """Parametrize ``tap`` over ``taps`` of the test's name (less ``test_``)."""
+    return pytest.mark.parametrize("tap", taps(test.__name__.removeprefix("test_")))(test)
+
 
 #: Signed-URL signatures in URLs, whatever their value.
 SIGNATURES = (re.compile(r"signature=[0-9a-f]{8}", re.IGNORECASE),
@@ -186,8 +253,7 @@ def secrets_of(contract: Contract, server: t.Any, config: dict) -> list[str]:
         user, password = (config.get(name) for name in contract.basic_auth)
         if user and password:
             found.append(basic_auth_value(user, password))
-    found += list(getattr(server.app, "tokens", {}))  # ISVapp's OAuth access tokens
-    return found
+    return found + [secret for secret in contract.vendor_secrets(server) if secret]
 
 
 def assert_no_secret(run: Run) -> None:
@@ -196,6 +262,7 @@ def assert_no_secret(run: Run) -> None:
     everything = out.stdout + out.stderr  # type: ignore[attr-defined]
     for secret in secrets_of(run.contract, run.server, run.config):
         assert secret not in everything, f"a secret in the output: {secret[:4]}…"
+    assert "signature=" not in everything
     for pattern in SIGNATURES:
         assert not pattern.search(everything), pattern.pattern
     assert not tracebacks_shown(out.stderr), tracebacks_shown(out.stderr)[0][-2000:]
@@ -208,7 +275,7 @@ def run_tap(contract: Contract, server: t.Any, *, streams: t.Iterable[str] | Non
     settings = config_for(server, **{**contract.config, **config})
     settings = {k: v for k, v in settings.items() if v is not None}
     names = [contract.stream] if streams is None else list(streams)
-    catalog = catalog_selecting(contract.tap_class, settings, names) if names else None
+    catalog = catalog_selecting(contract.tap_class, settings, names)
     started = time.monotonic()
     out = run_at_debug(contract.executable, settings, catalog=catalog)
     run = Run(contract, server, settings, out, time.monotonic() - started)
@@ -258,7 +325,7 @@ def line_names(line: str, contract: Contract, *, status: str, request: str | Non
 # -- rate limits -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_429_with_retry_after_is_waited_out_as_told(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -275,7 +342,7 @@ def test_429_with_retry_after_is_waited_out_as_told(sandboxes, tap):
     assert len(run.retry_warnings()) == 3
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_429_without_retry_after_backs_off_exponentially(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -290,7 +357,7 @@ def test_429_without_retry_after_backs_off_exponentially(sandboxes, tap):
     assert gaps[3] > 4 * gaps[0] * 0.9, gaps
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_retry_after_beyond_the_limit_fails_at_once_naming_the_wait(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -310,7 +377,7 @@ def test_retry_after_beyond_the_limit_fails_at_once_naming_the_wait(sandboxes, t
 # -- 5xx and the retry budget ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_5xx_burst_within_the_retry_budget_recovers(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -326,7 +393,7 @@ def test_5xx_burst_within_the_retry_budget_recovers(sandboxes, tap):
     assert len(run.retry_warnings()) == 3
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_5xx_beyond_the_retry_budget_is_one_line_with_the_vendors_message(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -349,7 +416,7 @@ def test_5xx_beyond_the_retry_budget_is_one_line_with_the_vendors_message(sandbo
 
 
 @pytest.mark.parametrize("kind", ["reset", "drop"])
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_a_broken_connection_is_retried(sandboxes, tap, kind):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -360,7 +427,7 @@ def test_a_broken_connection_is_retried(sandboxes, tap, kind):
     assert len(run.retry_warnings()) == 1
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_an_answer_slower_than_the_timeout_is_retried(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -372,7 +439,7 @@ def test_an_answer_slower_than_the_timeout_is_retried(sandboxes, tap):
     assert "no answer within the request timeout (`request_timeout_seconds`)" in warning
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_a_host_that_never_answers_is_one_line_after_the_retries(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -390,7 +457,7 @@ def test_a_host_that_never_answers_is_one_line_after_the_retries(sandboxes, tap)
 # -- credentials -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_a_rejected_credential_names_the_settings_never_the_secret(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -398,15 +465,18 @@ def test_a_rejected_credential_names_the_settings_never_the_secret(sandboxes, ta
 
     line = run.the_error_line()
     line_names(line, contract, status="401", request=contract.rejected_request)
+    assert contract.rejected_message in line
     for words in contract.hint_401:
         assert words in line, (words, line)
     for wrong in contract.bad_credential.values():
         assert wrong not in run.out.stdout + run.out.stderr  # type: ignore[attr-defined]
-    assert len(server.requests) == 1, "a rejected credential is not retried"
+    hosts = [server, *contract.other_hosts(server)]
+    rejected = [r for host in hosts for r in host.requests if r.status == 401]
+    assert len(rejected) == 1, "a rejected credential is not retried"
     assert not run.out.records
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_a_refusal_names_the_credential_settings(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -422,13 +492,12 @@ def test_a_refusal_names_the_credential_settings(sandboxes, tap):
     assert len(run.calls()) == 1, "a 403 is not retried"
 
 
-@pytest.mark.parametrize("tap", [pytest.param(tap, marks=pytest.mark.skipif(
-    CONTRACTS[tap].download_stream is None,
-    reason=f"{tap} (legacy mode) reads one host only")) for tap in TAPS])
+@for_each_tap
 def test_credentials_are_never_sent_to_the_download_host(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
-    assert contract.download_host is not None and contract.download_stream is not None
+    assert contract.download_host is not None and contract.download_stream is not None, \
+        "a row without a download host says so in its not_applicable"
     host = contract.download_host(server)
     run = run_tap(contract, server, streams=[contract.download_stream],
                   **contract.download_config)
@@ -440,29 +509,34 @@ def test_credentials_are_never_sent_to_the_download_host(sandboxes, tap):
     assert all(r.authorization for r in server.requests), "the API got its credentials"
 
 
-@pytest.mark.parametrize(("tap", "sandbox"), [
-    ("tap-isvapp", {"auth_mode": "oauth"}),
-    ("tap-isvapp", {"auth_mode": "api_key"}),
-    ("tap-marketplace", {}),
-    ("tap-heroku-vendor", {}),
-])
-def test_no_secret_in_a_whole_run_at_debug(sandboxes, tap, sandbox):
-    """Every stream selected by default, one retried 503 (its request logged at DEBUG):
-    run_tap checks that no secret, Basic encoding or token reaches stdout or stderr."""
+@for_each_tap
+def test_no_secret_in_a_whole_run_at_debug(sandboxes, tap):
+    """Every stream selected by default and the one that downloads from another host, one
+    retried 503 (its request logged at DEBUG): ``run_tap`` checks that no secret, Basic
+    encoding, token or download key reaches stdout or stderr."""
     contract = CONTRACTS[tap]
-    server = start(sandboxes, contract, **sandbox)
+    server = start(sandboxes, contract, **contract.whole_run_sandbox)
     server.add_fault(contract.path, **envelope(server, "busy", 503))
-    run = run_tap(contract, server, streams=())
+    streams = [*streams_selected_by_default(contract, server), contract.download_stream]
+    run = run_tap(contract, server, streams=[s for s in streams if s])
 
     assert run.out.returncode == 0, run.out.stderr[-3000:]
     assert len(run.keys()) == contract.rows
+    assert set(run.out.records) >= {contract.stream, contract.download_stream} - {None}
     assert len(run.out.records) >= 2
+
+
+def streams_selected_by_default(contract: Contract, server: t.Any) -> list[str]:
+    catalog = catalog_selecting(contract.tap_class, config_for(server))
+    return [entry["tap_stream_id"] for entry in catalog["streams"]
+            if next(m["metadata"] for m in entry["metadata"] if m["breadcrumb"] == [])
+            .get("selected-by-default", True)]
 
 
 # -- answers that are not what they should be --------------------------------------------------
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_an_error_envelope_with_200_fails_with_the_vendors_message(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -477,7 +551,7 @@ def test_an_error_envelope_with_200_fails_with_the_vendors_message(sandboxes, ta
     assert_state_covers_only_emitted_rows(run)
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_an_error_envelope_with_200_saying_try_again_is_retried(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -496,7 +570,7 @@ def test_an_error_envelope_with_200_saying_try_again_is_retried(sandboxes, tap):
      "is not JSON (text/html"),
     (b"", "application/json", "had an empty body where JSON was expected"),
 ], ids=["html", "empty"])
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_a_200_that_is_not_json_fails_clearly(sandboxes, tap, body, content_type, said):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -512,9 +586,7 @@ def test_a_200_that_is_not_json_fails_clearly(sandboxes, tap, body, content_type
     assert_state_covers_only_emitted_rows(run)
 
 
-@pytest.mark.parametrize("tap", [pytest.param(tap, marks=pytest.mark.skipif(
-    not CONTRACTS[tap].paged, reason=f"{tap} reads {CONTRACTS[tap].stream} in date windows, "
-    "not pages")) for tap in TAPS])
+@for_each_tap
 def test_an_empty_page_mid_sequence_is_an_error_not_the_end(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
@@ -533,7 +605,7 @@ def test_an_empty_page_mid_sequence_is_an_error_not_the_end(sandboxes, tap):
 # -- SIGTERM -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tap", TAPS)
+@for_each_tap
 def test_sigterm_exits_143_writing_the_last_state_again(sandboxes, tap):
     contract = CONTRACTS[tap]
     server = start(sandboxes, contract)
