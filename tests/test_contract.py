@@ -85,8 +85,10 @@ class Contract:
     hint_401: tuple[str, ...]
     #: Words the line of an HTTP 403 at ``path`` must carry.
     hint_403: tuple[str, ...]
-    #: The records key of a page (None: the body is the array), when the endpoint is paged.
+    #: The records key of a page (None: the body is the array) and the rows of a full
+    #: page, when the endpoint is paged.
     paged_records_key: str | None = None
+    page_rows: int = 0
     #: The stream that downloads from a host of its own (presigned URLs), and that host.
     download_stream: str | None = None
     download_host: t.Callable[[t.Any], t.Any] | None = None
@@ -136,7 +138,7 @@ CONTRACTS: dict[str, Contract] = {
         rejected_message="Client must be authenticated to access this resource.",
         hint_401=("`username`", "`api_token`"),
         hint_403=("`username`", "`api_token`", "`developer_id`"),
-        paged_records_key="transactions",
+        paged_records_key="transactions", page_rows=50,
         download_stream="product_catalog",
         download_host=lambda server: server.app.reports.storage_server(),
     ),
@@ -148,6 +150,7 @@ CONTRACTS: dict[str, Contract] = {
         secret_settings=("manifest_password",), basic_auth=("manifest_id", "manifest_password"),
         bad_credential={"manifest_password": "wrong-password-ZX81"},
         rejected_request="GET /vendor/apps", rejected_message="Invalid credentials provided.",
+        page_rows=4,
         hint_401=("`manifest_id`", "`manifest_password`"),
         hint_403=("`manifest_id`", "`manifest_password`"),
         # Deprovisioned apps answer 404, a warning that names the request.
@@ -164,8 +167,10 @@ CONTRACTS["tap-isvapp[api_key]"] = replace(
     only=frozenset({"a_rejected_credential_names_the_settings_never_the_secret",
                     "a_refusal_names_the_credential_settings",
                     "no_secret_in_a_whole_run_at_debug"}))
-CONTRACTS["tap-isvapp"].not_applicable["an_empty_page_mid_sequence_is_an_error_not_the_end"] = (
-    "package_usage_requests is read in date windows, not pages")
+CONTRACTS["tap-isvapp"].not_applicable.update(dict.fromkeys(
+    ("an_empty_page_mid_sequence_is_an_error_not_the_end",
+     "a_next_page_pointing_at_itself_stops_before_a_record_twice"),
+    "package_usage_requests is read in date windows, not pages"))
 #: Heroku's partner mode: the Platform API with a token per install (from Heroku's OAuth
 #: host), the install listing on addons.heroku.com.
 CONTRACTS["tap-heroku-vendor[partner]"] = Contract(
@@ -186,6 +191,8 @@ CONTRACTS["tap-heroku-vendor[partner]"] = Contract(
         "credentials_are_never_sent_to_the_download_host":
             "each host's own credential: test_heroku_partner.py checks it",
         "an_empty_page_mid_sequence_is_an_error_not_the_end": "addons is one object per install",
+        "a_next_page_pointing_at_itself_stops_before_a_record_twice":
+            "addons is one object per install",
     },
 )
 
@@ -322,7 +329,7 @@ def assert_state_covers_only_emitted_rows(run: Run) -> None:
 def line_names(line: str, contract: Contract, *, status: str, request: str | None = None) -> None:
     """The line names the stream, the status and the request (method optional)."""
     where = request or f"(GET )?{contract.named_path}"
-    assert re.search(rf"\| {contract.stream}: HTTP {status}\b.* from {where}(: |$)", line), line
+    assert re.search(rf"\| {contract.stream}: HTTP {status}\b.* from {where}( |: |$)", line), line
 
 
 # -- rate limits -------------------------------------------------------------------------------
@@ -414,6 +421,22 @@ def test_5xx_beyond_the_retry_budget_is_one_line_with_the_vendors_message(sandbo
     assert len(run.retry_warnings()) == 2
     assert 0 < len(run.keys()) < contract.rows, "the rows of the first call, then the failure"
     assert_state_covers_only_emitted_rows(run)
+
+
+@for_each_tap
+def test_a_proxy_error_page_gives_its_text_not_its_markup(sandboxes, tap):
+    contract = CONTRACTS[tap]
+    server = start(sandboxes, contract)
+    server.add_fault(contract.path, status=502, times=99, headers={"Content-Type": "text/html"},
+                     body=b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+                          b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the API."
+                          b"</p></body></html>")
+    run = run_tap(contract, server, max_retries=1)
+
+    line = run.the_error_line()
+    line_names(line, contract, status="502 Bad Gateway")
+    assert "The proxy could not reach the API." in line
+    assert "<html" not in line and "<p>" not in line
 
 
 # -- the network -------------------------------------------------------------------------------
@@ -604,6 +627,23 @@ def test_an_empty_page_mid_sequence_is_an_error_not_the_end(sandboxes, tap):
     line_names(line, contract, status="200")
     assert "page 2 is empty but the API announces more pages" in line
     assert 0 < len(run.keys()) < contract.rows
+    assert_state_covers_only_emitted_rows(run)
+
+
+@for_each_tap
+def test_a_next_page_pointing_at_itself_stops_before_a_record_twice(sandboxes, tap):
+    contract = CONTRACTS[tap]
+    server = start(sandboxes, contract)
+    server.add_fault(contract.path, kind="transform", skip=1, times=99,
+                     transform=lambda request, response: faults.same_page_next(
+                         server.app, request, response))
+    run = run_tap(contract, server)
+
+    line = run.the_error_line()
+    line_names(line, contract, status="200")
+    assert "the pagination loops; stopped before emitting any record twice" in line
+    keys = run.keys()
+    assert len(keys) == len(set(keys)) == contract.page_rows, "the first page once, no other"
     assert_state_covers_only_emitted_rows(run)
 
 

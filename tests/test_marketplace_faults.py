@@ -141,22 +141,6 @@ def test_unknown_export_on_status_is_not_retried_forever(marketplace):
 # -- bodies that are not JSON -------------------------------------------------------------
 
 
-def test_html_error_page_gives_a_clear_message(marketplace):
-    server = marketplace()
-    html = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-            b"<body><h1>Bad Gateway</h1><p>The proxy could not reach the API.</p></body></html>")
-    server.add_fault(r"^/rest/3/parent-software$", status=502, times=99, body=html,
-                     headers={"Content-Type": "text/html"})
-    out = run_cli("tap-marketplace", config_for(server, max_retries=1),
-                  catalog=catalog_with("parent_software"))
-
-    assert out.returncode == 1
-    line = last_error_line(out.stderr)
-    assert "parent_software: HTTP 502" in line
-    assert "The proxy could not reach the API." in line
-    assert "<html" not in line
-
-
 # -- bad settings: fail before any request, naming the setting ----------------------------
 
 
