@@ -462,8 +462,9 @@ def test_an_answer_slower_than_the_timeout_is_retried(sandboxes, tap):
     run = run_tap(contract, server, request_timeout_seconds=0.3)
 
     assert_every_row_once(run)
-    (warning,) = run.retry_warnings()
-    assert "no answer within the request timeout (`request_timeout_seconds`)" in warning
+    # (A loaded machine may let another request overrun 0.3 s too: at least this one.)
+    assert any("no answer within the request timeout (`request_timeout_seconds`)" in warning
+               for warning in run.retry_warnings())
 
 
 @for_each_tap
