@@ -3,7 +3,10 @@
 Each case the issue reproduced has a test here by name (the fault matrix,
 tests/test_fault_matrix.py, covers the same kinds of fault at every endpoint). A failure
 is always one error line naming the stream, exit code 1, a STATE that covers only what
-was emitted, and no traceback unless the log level is DEBUG.
+was emitted, and no traceback unless the log level is DEBUG. The cases every tap shares
+(an error envelope with HTTP 200, Retry-After, an empty page or one pointing at itself,
+SIGTERM) are asserted once for the three taps in tests/test_contract.py; what stays here
+is specific to one endpoint.
 """
 
 from __future__ import annotations
@@ -11,11 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import signal
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -25,7 +24,6 @@ from tap_heroku_vendor.tap import TapHerokuVendor
 from tap_isvapp.tap import TapIsvapp
 from tap_marketplace.tap import TapMarketplace
 from helpers import (
-    BIN,
     catalog_selecting,
     config_for,
     error_lines,
@@ -67,62 +65,6 @@ def marketplace_catalog(*streams: str) -> dict:
 
 
 # -- the vendor's error envelope with HTTP 200 -------------------------------------------
-
-
-def test_requests_window_answering_200_success_false_fails_and_keeps_its_rows_unbookmarked(isvapp):
-    server = isvapp(request_history_days=45, csv_rows_per_file=2)
-    first = str(YESTERDAY - dt.timedelta(days=44))
-    # The second 31-day window answers ISVapp's error envelope with HTTP 200.
-    server.add_fault(r"^/api/v1/requests$", status=200, skip=1, body=ISVAPP_ERROR,
-                     headers={"Content-Type": "application/json"})
-    out = run_in_process(TapIsvapp, config_for(server, start_date=first),
-                         catalog=isvapp_catalog(server, "package_usage_requests"))
-
-    line = one_error_line(out)
-    assert ("package_usage_requests: HTTP 200 OK from GET /api/v1/requests: Export "
-            "configuration is invalid") in line
-    first_window_end = dt.date.fromisoformat(first) + dt.timedelta(days=30)
-    assert len(out.records["package_usage_requests"]) == 31
-    assert bookmark(out, "package_usage_requests")[:10] <= str(first_window_end)
-
-
-def test_salesforce_accounts_answering_200_success_false_fails(isvapp):
-    server = isvapp()
-    server.add_fault(r"^/api/v1/salesforce_accounts$", status=200, body=ISVAPP_ERROR)
-    out = run_cli("tap-isvapp", config_for(server),
-                  catalog=isvapp_catalog(server, "salesforce_accounts"))
-
-    line = one_error_line(out)
-    assert "salesforce_accounts: HTTP 200 OK from GET /api/v1/salesforce_accounts: Export " \
-           "configuration is invalid" in line
-    assert not out.records
-
-
-def test_envelope_with_a_transient_message_is_retried(isvapp):
-    server = isvapp(accounts=5)
-    server.add_fault(r"^/api/v1/salesforce_accounts$", status=200, times=2, body=(
-        b'{"error": "Database temporarily unavailable, please retry", "success": false}'))
-    out = run_in_process(TapIsvapp, config_for(server),
-                         catalog=isvapp_catalog(server, "salesforce_accounts"))
-
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert len(out.records["salesforce_accounts"]) == 5
-    assert server.count(r"^/api/v1/salesforce_accounts$") == 3
-    assert "Database temporarily unavailable, please retry; retrying in" in out.stderr
-
-
-def test_marketplace_details_page_200_errors_mid_paging_fails(marketplace):
-    server = marketplace(events_per_kind=150)
-    server.add_fault(r"/sales/metrics/churn/details$", status=200, skip=1,
-                     body=atlassian_errors("Unable to compute churn events for this range"))
-    out = run_in_process(TapMarketplace, config_for(server),
-                         catalog=marketplace_catalog("license_churn_events"))
-
-    line = one_error_line(out)
-    assert "license_churn_events: HTTP 200 OK from GET /marketplace/rest/3/reporting/" in line
-    assert line.endswith("/sales/metrics/churn/details: Unable to compute churn events for this range")
-    assert len(out.records["license_churn_events"]) == 50
-    assert bookmark(out, "license_churn_events") is None
 
 
 def test_license_export_download_answering_200_errors_fails(marketplace):
@@ -202,17 +144,6 @@ def test_heroku_apps_answering_an_object_fails_naming_what_was_expected(heroku):
     assert "AttributeError" not in out.stderr
 
 
-def test_heroku_error_envelope_with_200_fails_with_herokus_message(heroku):
-    server = heroku(apps=3)
-    server.add_fault(r"^/vendor/apps/[^/]+$", status=200, skip=1, body=json.dumps(
-        {"id": "bad_request", "message": "The add-on was migrated"}).encode())
-    out = run_in_process(TapHerokuVendor, config_for(server))
-
-    line = one_error_line(out)
-    assert re.search(r"app_info: HTTP 200 OK from GET /vendor/apps/\d+: The add-on was "
-                     r"migrated \(bad_request\)$", line), line
-
-
 # -- shapes and pages -----------------------------------------------------------------------
 
 
@@ -231,21 +162,6 @@ def test_body_of_the_wrong_shape_fails_naming_stream_path_and_expectation(isvapp
 
     line = one_error_line(out)
     assert line.endswith(f"exports: HTTP 200 from GET /api/v1/exports: {expected}"), line
-
-
-def test_link_next_to_the_same_page_fails_before_emitting_it_twice(heroku):
-    server = heroku(apps=10, page_size=4)
-    server.add_fault(r"^/vendor/apps$", kind="transform", skip=1, transform=lambda request, response:
-                     faults.same_page_next(server.app, request, response))
-    out = run_cli("tap-heroku-vendor", config_for(server), catalog=catalog_selecting(
-        TapHerokuVendor, config_for(server), ["apps"]))
-
-    line = one_error_line(out)
-    assert "apps: HTTP 200 from GET /vendor/apps" in line
-    assert "the pagination loops; stopped before emitting any record twice" in line
-    keys = [r["resource_uuid"] for r in out.records["apps"]]
-    assert len(keys) == len(set(keys)) == 4, "the first page once, the looping one never"
-    assert "RuntimeError" not in out.stderr
 
 
 def test_a_next_page_with_the_records_of_an_earlier_one_fails_before_emitting_them(marketplace):
@@ -272,51 +188,7 @@ def test_a_next_page_with_the_records_of_an_earlier_one_fails_before_emitting_th
     assert len(out.records["developer_space_members"]) == 10
 
 
-def test_empty_page_in_the_middle_is_an_error_not_the_end(marketplace):
-    server = marketplace(transactions=120)
-    server.add_fault(r"/sales/transactions$", kind="transform", skip=1,
-                     transform=lambda request, response: faults.empty_page(
-                         server.app, request, response, "transactions"))
-    out = run_in_process(TapMarketplace, config_for(server, use_async_exports=False),
-                         catalog=marketplace_catalog("transactions"))
-
-    line = one_error_line(out)
-    assert "transactions: HTTP 200 from GET /marketplace/rest/3/reporting/" in line
-    assert "page 2 is empty but the API announces more pages" in line
-    assert len(out.records["transactions"]) == 50
-    assert bookmark(out, "transactions") is None
-
-
 # -- limits -------------------------------------------------------------------------------
-
-
-def test_retry_after_above_the_limit_fails_at_once_naming_the_wait(marketplace):
-    server = marketplace()
-    server.add_fault(r"/developer-space/[^/]+$", status=429, times=9,
-                     headers={"Retry-After": "3600"}, body=atlassian_errors("Rate limit exceeded"))
-    started = time.monotonic()
-    out = run_in_process(TapMarketplace, config_for(server),
-                         catalog=marketplace_catalog("developer_space"))
-
-    assert time.monotonic() - started < 10
-    line = one_error_line(out)
-    assert "developer_space: HTTP 429 Too Many Requests from GET /marketplace/rest/3/" in line
-    assert ("it asks to wait 3600 s (Retry-After) before trying again, more than "
-            "`max_retry_after_seconds` (300 s)") in line
-    assert server.count(r"/developer-space/[^/]+$") == 1
-
-
-def test_retry_after_within_the_limit_is_obeyed(marketplace):
-    server = marketplace()
-    server.add_fault(r"/developer-space/[^/]+$", status=429, headers={"Retry-After": "0.3"},
-                     body=atlassian_errors("Rate limit exceeded"))
-    started = time.monotonic()
-    out = run_in_process(TapMarketplace, config_for(server, max_retry_after_seconds=1),
-                         catalog=marketplace_catalog("developer_space"))
-
-    assert out.returncode == 0
-    assert time.monotonic() - started >= 0.3
-    assert len(out.records["developer_space"]) == 1
 
 
 def test_unknown_isvapp_export_status_fails_at_once_naming_it(isvapp):
@@ -424,46 +296,6 @@ def test_an_unexpected_failure_is_one_line_with_its_traceback_only_at_debug(hero
 
 
 # -- SIGTERM -------------------------------------------------------------------------------------
-
-
-def test_sigterm_writes_the_last_state_and_exits_non_zero(isvapp):
-    server = isvapp(request_history_days=90)
-    # The second 31-day window takes a while: the signal comes while the tap waits for it.
-    server.add_fault(r"^/api/v1/requests$", kind="delay", seconds=5, skip=1, times=9)
-    config = config_for(server, start_date=str(YESTERDAY - dt.timedelta(days=89)))
-    with tempfile.TemporaryDirectory() as tmp:
-        Path(tmp, "config.json").write_text(json.dumps(config))
-        Path(tmp, "catalog.json").write_text(json.dumps(
-            isvapp_catalog(server, "package_usage_requests")))
-        process = subprocess.Popen(  # noqa: S603
-            [str(BIN / "tap-isvapp"), "--config", str(Path(tmp, "config.json")),
-             "--catalog", str(Path(tmp, "catalog.json"))],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        lines = []
-        assert process.stdout is not None
-        for raw in process.stdout:
-            lines.append(json.loads(raw))
-            if bookmark_in(lines[-1]):
-                break  # the first window is done and bookmarked
-        process.send_signal(signal.SIGTERM)
-        rest, stderr = process.communicate(timeout=30)
-    lines += [json.loads(line) for line in rest.splitlines() if line.strip()]
-
-    assert process.returncode == 128 + signal.SIGTERM
-    assert lines[-1]["type"] == "STATE"
-    assert lines[-1] == next(m for m in lines if bookmark_in(m)), "the last safe STATE, again"
-    assert sum(m["type"] == "RECORD" for m in lines) == 31
-    errors = error_lines(stderr.decode())
-    assert len(errors) == 1, errors
-    assert errors[0].endswith("tap-isvapp: stopped by SIGTERM; the last STATE (written again "
-                              "above) covers only records written before it")
-    assert "Traceback" not in stderr.decode()
-
-
-def bookmark_in(message: dict) -> bool:
-    return message["type"] == "STATE" and bool(
-        message["value"].get("bookmarks", {}).get("package_usage_requests", {})
-        .get("replication_key_value"))
 
 
 def test_a_failing_connection_test_is_one_line_too():

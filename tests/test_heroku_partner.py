@@ -220,21 +220,6 @@ def test_a_revoked_install_is_skipped_with_a_warning_and_counted(partner, caplog
     assert server.app.oauth.count("^/oauth/token$") == 9
 
 
-def test_a_bad_client_secret_fails_the_run_naming_the_setting(partner):
-    server = partner(installs=4)
-    wrong = "wrong-client-secret-QX17"  # noqa: S105
-    out = run_cli("tap-heroku-vendor", config_for(server, oauth_client_secret=wrong))
-
-    assert out.returncode == 1
-    line = last_error_line(out.stderr)
-    assert "HTTP 401" in line and "oauth_client_secret" in line
-    assert "invalid_client" in line or "Invalid OAuth client secret" in line
-    assert wrong not in out.stderr + out.stdout
-    assert server.app.oauth.count("^/oauth/token$") == 1, "an invalid_client is not retried"
-    assert server.count("") == 0
-    assert not out.records
-
-
 def test_refusals_without_an_oauth_error_code_fail_after_three_without_any_token(partner):
     server = partner(installs=6)
     server.app.oauth.add_fault("^/oauth/token$", status=401, times=99,
