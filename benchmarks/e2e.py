@@ -45,6 +45,7 @@ import yaml
 
 import isv_sandbox
 from isv_sandbox.demo import SANDBOX_SETTINGS as DEMO_SANDBOX_SETTINGS
+from isv_sandbox.meltano import decimal_settings
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parent.parent)
@@ -111,15 +112,12 @@ def catalog_selecting(source: Source, config_path: Path) -> dict:
 
 
 def meltano_env(source: Source, config: dict, extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, "MELTANO_CLI_DISABLE_VERSION_CHECK": "true",
-           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-           "TARGET_POSTGRES_DATABASE": PG["dbname"], "TARGET_POSTGRES_PASSWORD": "postgres",
-           f"{source.tap.upper().replace('-', '_')}__SELECT":
-               json.dumps([f"{s}.*" for s in source.streams]), **extra}
-    prefix = source.tap.upper().replace("-", "_")
-    for key, value in config.items():
-        env[f"{prefix}_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
-    return env
+    """The tap's config as Meltano's environment variables, decimal settings left at their
+    defaults (Meltano 4.4.1 cannot pass those through the environment)."""
+    return sandbox_meltano_env(REPO, source.tap, config, {
+        "TARGET_POSTGRES_DATABASE": PG["dbname"], "TARGET_POSTGRES_PASSWORD": "postgres",
+        f"{source.tap.upper().replace('-', '_')}__SELECT":
+            json.dumps([f"{s}.*" for s in source.streams]), **extra})
 
 
 def split_records(path: Path, out_dir: Path) -> dict[str, tuple[Path, int]]:
@@ -418,7 +416,9 @@ class Row:
 def measure(source: Source, workdir: Path) -> list[Row]:
     rows = []
     with isv_sandbox.start(source.vendor, **source.sandbox) as server:
-        config = {**server.app.tap_config(), **source.tap_settings}
+        # What Meltano passes on is what the tap alone gets too: no decimal settings.
+        config = {key: value for key, value in {**server.app.tap_config(), **source.tap_settings}.items()
+                  if key not in decimal_settings(REPO, source.tap)}
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(config))
         catalog_path = workdir / "catalog.json"
