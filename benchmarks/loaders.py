@@ -8,6 +8,13 @@ time, and every run must load every row. Wall time and the loader's CPU time (it
 and its threads', from wait4) are printed; the PostgreSQL server's own time is only in
 the wall figure. Each configuration runs ``--repeat`` times and the fastest is kept
 (this machine is shared: the fastest run is the least disturbed one).
+
+Other variants of the same loaders (Meltano Hub lists several per warehouse) are
+measured beside them when their executable is given, each installed in a throw-away
+venv (``python -m venv /tmp/pw && /tmp/pw/bin/pip install pipelinewise-target-postgres``):
+``--pipelinewise-target-postgres /tmp/pw/bin/target-postgres`` (transferwise variant)
+and ``--other-target-duckdb PATH`` (e.g. MeltanoLabs/target-duckdb, not on PyPI), with
+the settings that match ours (100,000-row batches, metadata columns on for PostgreSQL).
 """
 
 from __future__ import annotations
@@ -109,43 +116,67 @@ def reset_postgres() -> None:
         db.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
 
 
-def measure_postgres(source: Path, rows: int, repeat: int) -> list[tuple[str, float, float]]:
+def measure_postgres(source: Path, rows: int, repeat: int,
+                     pipelinewise: Path | None = None) -> list[tuple[str, float, float, float]]:
     executable = LOADERS / "target-postgres" / "venv" / "bin" / "target-postgres"
     base = {"host": PG["host"], "port": PG["port"], "user": PG["user"], "password": "unused",
             "database": PG["dbname"], "default_target_schema": SCHEMA, **POSTGRES_BEFORE}
+    runs = [(f"target-postgres {label}", executable, {**base, **change})
+            for label, change in POSTGRES_VARIANTS]
+    if pipelinewise:
+        # Its own setting names; it never validates, and loads with COPY, then UPDATE and
+        # INSERT from a temp table.
+        other = {"host": PG["host"], "port": PG["port"], "user": PG["user"], "password": "unused",
+                 "dbname": PG["dbname"], "default_target_schema": SCHEMA, "batch_size_rows": 100_000}
+        runs += [("pipelinewise-target-postgres, add_metadata_columns: true, batch_size_rows: 100000",
+                  pipelinewise, {**other, "add_metadata_columns": True}),
+                 ("pipelinewise-target-postgres, add_metadata_columns: false, batch_size_rows: 100000",
+                  pipelinewise, other)]
     results = []
-    for label, change in POSTGRES_VARIANTS:
+    for label, executable, config in runs:
         best = None
         for _ in range(repeat):
             reset_postgres()
-            wall, cpu = run_loader(executable, {**base, **change}, source)
+            wall, cpu = run_loader(executable, config, source)
+            load = os.getloadavg()[0]
             loaded = postgres_rows()
-            assert loaded == rows, f"target-postgres {label}: {loaded} rows loaded of {rows}"
-            best = (wall, cpu) if best is None or wall < best[0] else best
-        print(f"  target-postgres {label}: {best[0]:.1f} s", file=sys.stderr, flush=True)
+            assert loaded == rows, f"{label}: {loaded} rows loaded of {rows}"
+            best = (wall, cpu, load) if best is None or wall < best[0] else best
+        print(f"  {label}: {best[0]:.1f} s", file=sys.stderr, flush=True)
         results.append((label, *best))
     reset_postgres()
     return results
 
 
-def measure_duckdb(source: Path, rows: int, repeat: int) -> list[tuple[str, float, float]]:
-    import duckdb
+def duckdb_rows(executable: Path, database: Path) -> int:
+    """Rows loaded, counted with the loader's own duckdb (another variant may bring a
+    duckdb whose files this one cannot read)."""
+    count = (f"import duckdb; print(duckdb.connect({str(database)!r}, read_only=True)"
+             f".execute('SELECT count(*) FROM \"{SCHEMA}\".\"{STREAM}\"').fetchone()[0])")
+    return int(subprocess.run([str(executable.parent / "python"), "-c", count],  # noqa: S603
+                              capture_output=True, text=True, check=True).stdout)
 
+
+def measure_duckdb(source: Path, rows: int, repeat: int,
+                   other: Path | None = None) -> list[tuple[str, float, float, float]]:
     executable = LOADERS / "target-duckdb" / "venv" / "bin" / "target-duckdb"
+    runs = [(f"target-duckdb {label}", executable, change) for label, change in DUCKDB_VARIANTS]
+    if other:
+        runs.append((f"{other} (same settings: 100,000-row batches)", other, {}))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         database = Path(tmp, "bench.duckdb")
         base = {"filepath": str(database), "default_target_schema": SCHEMA, "temp_dir": tmp}
-        for label, change in DUCKDB_VARIANTS:
+        for label, executable, change in runs:
             best = None
             for _ in range(repeat):
                 database.unlink(missing_ok=True)
                 wall, cpu = run_loader(executable, {**base, **change}, source)
-                with duckdb.connect(str(database), read_only=True) as db:
-                    loaded = db.execute(f'SELECT count(*) FROM "{SCHEMA}"."{STREAM}"').fetchone()[0]
-                assert loaded == rows, f"target-duckdb {label}: {loaded} rows loaded of {rows}"
-                best = (wall, cpu) if best is None or wall < best[0] else best
-            print(f"  target-duckdb {label}: {best[0]:.1f} s", file=sys.stderr, flush=True)
+                load = os.getloadavg()[0]
+                loaded = duckdb_rows(executable, database)
+                assert loaded == rows, f"{label}: {loaded} rows loaded of {rows}"
+                best = (wall, cpu, load) if best is None or wall < best[0] else best
+            print(f"  {label}: {best[0]:.1f} s", file=sys.stderr, flush=True)
             results.append((label, *best))
     return results
 
@@ -156,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", choices=("postgres", "duckdb"))
+    parser.add_argument("--pipelinewise-target-postgres", type=Path, metavar="EXECUTABLE")
+    parser.add_argument("--other-target-duckdb", type=Path, metavar="EXECUTABLE")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp, "tap-output.jsonl")
@@ -164,14 +197,17 @@ def main(argv: list[str] | None = None) -> int:
               f"(tap: {seconds:.1f} s)")
         tables = []
         if args.only in (None, "postgres"):
-            tables.append(("target-postgres 0.8.1", measure_postgres(source, args.rows, args.repeat)))
+            tables.append(("into PostgreSQL: target-postgres 0.8.1 (MeltanoLabs)", measure_postgres(
+                source, args.rows, args.repeat, args.pipelinewise_target_postgres)))
         if args.only in (None, "duckdb"):
-            tables.append(("target-duckdb 0.8.0", measure_duckdb(source, args.rows, args.repeat)))
+            tables.append(("into DuckDB: target-duckdb 0.8.0 (jwills)", measure_duckdb(
+                source, args.rows, args.repeat, args.other_target_duckdb)))
     for title, results in tables:
-        print(f"\n| {title}, {args.rows:,} rows | wall | loader CPU | rows/s |")
-        print("| --- | ---: | ---: | ---: |")
-        for label, wall, cpu in results:
-            print(f"| {label.strip()} | {wall:.1f} s | {cpu:.1f} s | {args.rows / wall:,.0f} |")
+        print(f"\n| {title}, {args.rows:,} rows | wall | loader CPU | rows/s | load avg (1 min) |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for label, wall, cpu, load in results:
+            print(f"| {' '.join(label.split())} | {wall:.1f} s | {cpu:.1f} s | {args.rows / wall:,.0f} "
+                  f"| {load:.1f} |")
     return 0
 
 
