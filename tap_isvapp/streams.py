@@ -11,16 +11,8 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from tap_common._sdk import finalize_state, write_state_now
 from tap_common.auth import origin
 from tap_common.errors import PayloadError, VendorAPIError
-from tap_common.exports import (
-    COMPLETED,
-    FAILED,
-    PENDING,
-    Export,
-    ExportFile,
-    ExportStatus,
-    ExportStream,
-    rows_with_resume,
-)
+from tap_common.exports import COMPLETED, FAILED, PENDING
+from tap_common.exports import Export, ExportFile, ExportStatus, ExportStream, rows_with_resume
 from tap_common.windows import WindowedStream, saved_bookmark, utc_today
 from tap_isvapp import schemas
 from tap_isvapp.client import IsvappStream

@@ -16,15 +16,8 @@ from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
 
 from tap_common.client import VendorRESTStream
 from tap_common.errors import PayloadError
-from tap_common.exports import (
-    COMPLETED,
-    FAILED,
-    PENDING,
-    Export,
-    ExportFile,
-    ExportStatus,
-    ExportStream,
-)
+from tap_common.exports import COMPLETED, FAILED, PENDING
+from tap_common.exports import Export, ExportFile, ExportStatus, ExportStream
 from tap_common.windows import WindowedStream
 
 if t.TYPE_CHECKING:
