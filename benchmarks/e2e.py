@@ -378,8 +378,8 @@ def measure_jobs(workdir: Path) -> JobsResult:
 
 def print_jobs(result: JobsResult) -> None:
     cores = os.cpu_count() or 1
-    print(f"\n| nightly jobs (`meltano run --full-refresh <job>`, system database in PostgreSQL) "
-          f"| wall | CPU: jobs + sandboxes | load avg (1 min) |")
+    print("\n| nightly jobs (`meltano run --full-refresh <job>`, system database in PostgreSQL) "
+          "| wall | CPU: jobs + sandboxes | load avg (1 min) |")
     print("| --- | ---: | ---: | --- |")
     for job, run in result.alone.items():
         print(f"| {job} alone | {run.wall:.1f} s | {run.jobs_cpu:.1f} s + {run.sandbox_cpu:.1f} s "

@@ -12,7 +12,6 @@ must give the same marts to the cent.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import typing as t

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 import isv_sandbox

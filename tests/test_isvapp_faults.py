@@ -10,7 +10,6 @@ import time
 import pytest
 from singer_sdk.exceptions import ConfigValidationError
 
-import isv_sandbox
 from tap_isvapp.tap import TapIsvapp
 from helpers import config_for, last_error_line, run_cli, sync
 from test_isvapp import LAST_MONTH, YESTERDAY

@@ -9,9 +9,8 @@ import re
 
 import pytest
 
-import isv_sandbox
 from tap_marketplace.tap import TapMarketplace
-from helpers import FAST_EXPORTS, FAST_RETRIES, catalog_selecting, config_for, last_error_line, run_cli, sync
+from helpers import catalog_selecting, config_for, last_error_line, run_cli, sync
 
 TRANSACTIONS = r"/sales/transactions$"
 LICENSE_DOWNLOAD = r"/licenses/async/export/[^/]+$"
