@@ -3,21 +3,17 @@
 Served under the URL prefix ``/marketplace``, like ``https://api.atlassian.com/marketplace``;
 links in bodies are ``/rest/3/...`` hrefs without scheme and host, as the live API gives.
 
-Extension point: every module named in ``MarketplaceApp.EXTENSIONS`` that can be
-imported provides ``register(app: MarketplaceApp) -> None``, called at the end of
-``MarketplaceApp.__init__``; it adds routes with ``app.route(...)`` (under the
-``REPORTING`` prefix for reporting endpoints) and may read ``app.settings``,
-``app.apps`` (the generated products: ``productId``, ``appKey``, ``appName`` …),
-``app.developer_id`` and the helpers ``app.reporting_error`` / ``app.catalog_error``.
-A module that is absent is skipped, so extensions can be developed independently.
-Extension-specific sandbox settings go in ``MarketplaceSettings.extra`` (a dict).
+The aggregated reports, partner metrics and catalog snapshot live in
+``isv_sandbox.marketplace_reports``: its ``register(app)`` adds their routes at the end
+of ``MarketplaceApp.__init__`` and may read ``app.settings`` (report settings go in
+``MarketplaceSettings.extra``), ``app.apps``, ``app.developer_id`` and the helpers
+``app.reporting_error`` / ``app.catalog_error``.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
-import importlib
 import itertools
 import random
 import threading
@@ -29,6 +25,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from isv_sandbox import marketplace_reports
 from isv_sandbox.core import Request, Response, VendorApp
 
 REPORTING = "/rest/3/reporting/developer-space/(?P<developer_id>[^/]+)"
@@ -105,8 +102,6 @@ class MarketplaceApp(VendorApp):
     """The Marketplace API v3 for one developer space."""
 
     URL_PREFIX = URL_PREFIX
-    #: Modules that add routes (see the module docstring); absent ones are skipped.
-    EXTENSIONS: t.ClassVar[tuple[str, ...]] = ("isv_sandbox.marketplace_reports",)
 
     def __init__(self, settings: MarketplaceSettings | None = None) -> None:
         super().__init__()
@@ -155,14 +150,7 @@ class MarketplaceApp(VendorApp):
                    r"(?P<export_id>[^/]+)/status", self.export_status)
         self.route("GET", REPORTING + r"(?P<prefix>/licenses|/sales/transactions|)/async/export/"
                    r"(?P<export_id>[^/]+)", self.export_download)
-        for module_name in self.EXTENSIONS:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                continue
-            module.register(self)
+        marketplace_reports.register(self)
 
     def add_app(self) -> dict:
         """An app that joins the developer space now (an acquisition, a transfer): it is
