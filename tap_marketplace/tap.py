@@ -13,9 +13,12 @@ from tap_common.errors import VendorAPIError
 from tap_common.responses import ErrorsListEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_marketplace import streams
+from tap_marketplace.client import REPORTING
 from tap_marketplace.streams import report_settings
 
 AGGREGATIONS = ("week", "month")
+#: How ``--test``'s requests are named in its lines.
+CONNECTION_TEST = "connection test"
 
 
 class TapMarketplace(VendorTap):
@@ -165,6 +168,22 @@ class TapMarketplace(VendorTap):
                 self.logger.info("vendor %s is developer space %s", vendor_id, resolved)
                 self._developer_id = str(resolved)
             return self._developer_id
+
+    def run_connection_test(self) -> bool:
+        """Two reads instead of the SDK's dry run, which would start an export for each
+        export stream: the developer space (the credentials and the space are right) and
+        one license of its reporting (the account may read reports)."""
+        client = self.client
+        with client.acting_for(CONNECTION_TEST):
+            developer_id = self.developer_id()
+            space = client.decode_json(
+                client.send("GET", f"/rest/3/developer-space/{developer_id}"), "$")
+            client.decode_json(
+                client.send("GET", REPORTING.format(developerId=developer_id) + "/licenses",
+                            params={"offset": 0, "limit": 1}), "$")
+        self.logger.info("Connected to the developer space %s (%s); its reporting is readable",
+                         space.get("name"), developer_id)
+        return True
 
     # -- streams --------------------------------------------------------------------
 

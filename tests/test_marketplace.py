@@ -459,6 +459,33 @@ def test_unknown_vendor_id_fails_with_the_vendors_message(marketplace):
     assert "Vendor 999 not found" in line
 
 
+def test_connection_test_reads_the_space_and_one_license_and_starts_no_export(marketplace):
+    server = marketplace()
+    config = config_for(server, vendor_id=server.app.settings.vendor_id)
+    del config["developer_id"]
+    out = run_cli("tap-marketplace", config, "--test")
+
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"Connected to the developer space Sandbox Apps Inc. ({server.app.developer_id})" \
+        in out.stderr
+    space = server.app.developer_id
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("GET", f"/rest/3/developer-space/vendor/{server.app.settings.vendor_id}"),
+        ("GET", f"/rest/3/developer-space/{space}"),
+        ("GET", f"/rest/3/reporting/developer-space/{space}/licenses"),
+    ]
+
+
+def test_connection_test_with_a_wrong_token_is_one_line_naming_the_settings(marketplace):
+    server = marketplace()
+    out = run_cli("tap-marketplace", config_for(server, api_token="wrong-token"), "--test")
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "connection test: HTTP 401" in line and "`api_token`" in line
+    assert "wrong-token" not in out.stderr
+
+
 def test_catalog_error_envelope_becomes_one_line(marketplace):
     server = marketplace()
     server.add_fault(r"^/rest/3/parent-software$", status=400, body=json.dumps(
