@@ -200,10 +200,6 @@ class VendorRESTStream(StreamInternals):
         request.headers.setdefault("User-Agent", self.user_agent)
         return self.requests_session.prepare_request(request)
 
-    def request_decorator(self, func: t.Callable) -> t.Callable:
-        """The client's retries (a subclass may wrap each attempt, e.g. with a token)."""
-        return self.client.retrying(func)
-
     def validate_response(self, response: requests.Response) -> None:
         self.client.check(response, tolerated=self.tolerated_statuses,
                           retry_statuses=self.extra_retry_statuses)
@@ -262,7 +258,7 @@ class VendorRESTStream(StreamInternals):
                 number += 1
                 response = self.client.request(
                     prepared, caller=self.name, credentials=self.authenticator,
-                    validate=self.validate_response, retrying=self.request_decorator,
+                    validate=self.validate_response,
                     follow_redirects=self.allow_redirects)
                 self.log_request_duration(response, context)
                 request_counter.increment()

@@ -238,13 +238,9 @@ class VendorClient:
         stream: bool = False,
         retry_statuses: t.Collection[int] = (),
         follow_redirects: bool = True,
-        retrying: t.Callable[[t.Callable], t.Callable] | None = None,
     ) -> requests.Response:
         """Send a prepared request: credentials applied anew to every attempt (a renewed
-        token reaches a retry), the answer checked before it is returned.
-
-        ``retrying`` wraps the attempt in the caller's own retry policy (a stream's
-        ``request_decorator``); by default the client's."""
+        token reaches a retry), the answer checked before it is returned."""
         with self.acting_for(caller):
             signer = credentials if credentials is not None else self.credentials
             check = validate or self.check
@@ -261,7 +257,7 @@ class VendorClient:
                     self.check_download_start(response)
                 return response
 
-            return (retrying or self.retrying)(attempt)(prepared)
+            return self.retrying(attempt)(prepared)
 
     @contextlib.contextmanager
     def acting_for(self, caller: str | None) -> t.Iterator[None]:

@@ -19,7 +19,6 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 
 from tap_common import redact, settings, writer
 from tap_common._sdk import TapInternals
-from tap_common.auth import HostBoundAuth
 from tap_common.http import VendorClient
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import ErrorEnvelope
@@ -157,9 +156,10 @@ class VendorTap(TapInternals):
         """Checks JSON Schema cannot express; each message names its setting."""
         return []
 
-    @cached_property
-    def authenticator(self) -> HostBoundAuth:
-        return HostBoundAuth(self.build_authenticator(), str(self.config["api_url"]))
+    @property
+    def authenticator(self) -> t.Callable:
+        """The vendor's credentials, bound to ``api_url`` once, by the client."""
+        return self.client.credentials
 
     @cached_property
     def client(self) -> VendorClient:
@@ -168,7 +168,7 @@ class VendorTap(TapInternals):
             str(self.config["api_url"]),
             throttle=self.throttle,
             settings=self.config,
-            credentials=lambda: self.authenticator,
+            credentials=self.build_authenticator,
             error_envelope=self.error_envelope,
             credential_hint=self.credential_hint,
             named_hosts=self.named_hosts(),
