@@ -177,10 +177,13 @@ class TapMarketplace(VendorTap):
         with client.acting_for(CONNECTION_TEST):
             developer_id = self.developer_id()
             space = client.decode_json(
-                client.send("GET", f"/rest/3/developer-space/{developer_id}"), "$")
+                client.send("GET", f"/rest/3/developer-space/{developer_id}"), "$",
+                fields=("id",))
             client.decode_json(
                 client.send("GET", REPORTING.format(developerId=developer_id) + "/licenses",
-                            params={"offset": 0, "limit": 1}), "$")
+                            params={"offset": 0, "limit": 1}), "$.licenses[*]",
+                # As the licenses stream reads it: the spec types the collection as one object.
+                one_as_many=True)
         self.logger.info("Connected to the developer space %s (%s); its reporting is readable",
                          space.get("name"), developer_id)
         return True

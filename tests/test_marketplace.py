@@ -486,6 +486,21 @@ def test_connection_test_with_a_wrong_token_is_one_line_naming_the_settings(mark
     assert "wrong-token" not in out.stderr
 
 
+@pytest.mark.parametrize(("path", "body", "said"), [
+    (r"^/rest/3/developer-space/[^/]+$", b"[]", "expected a JSON object"),
+    (r"/licenses$", json.dumps({"errors": [{"message": "Reporting is switched off"}]}).encode(),
+     "Reporting is switched off"),
+])
+def test_connection_test_checks_what_each_answer_must_be(marketplace, path, body, said):
+    server = marketplace()
+    server.add_fault(path, status=200, body=body)
+    out = run_cli("tap-marketplace", config_for(server), "--test")
+
+    assert out.returncode == 1
+    line = last_error_line(out.stderr)
+    assert "connection test: HTTP 200" in line and said in line
+
+
 def test_catalog_error_envelope_becomes_one_line(marketplace):
     server = marketplace()
     server.add_fault(r"^/rest/3/parent-software$", status=400, body=json.dumps(
