@@ -228,10 +228,6 @@ class MarketplaceStream(WindowedStream, VendorRESTStream):
             params["productId"] = list(product_ids)
         return params
 
-    def compare_start_date(self, value: str, start_date_value: str) -> str:
-        # Bookmarks here are ISO dates (or "YYYY-MM-DD HH:MM:SS"): they sort as strings.
-        return max(str(value), str(start_date_value))
-
     def starting_date(self, context: Context | None) -> str | None:
         """``first_day`` as the API's ``YYYY-MM-DD``; None for a full pull."""
         first = self.first_day(context)
