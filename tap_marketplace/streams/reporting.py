@@ -164,7 +164,8 @@ class LicenseEventsStream(ReportingStream):
             if name in row:
                 details.setdefault(name, row.pop(name))
         row["licenseDetails"] = details or None
-        row["license_key"] = license_key(details, row.get("hosting")) or content_key(row)
+        row["license_key"] = (license_key(details, row.get("hosting"))
+                              or content_key(self.keyed_content(row)))
         return row
 
 
