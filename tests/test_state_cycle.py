@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import pytest
 from tap_isvapp.streams import month_before
 from tap_isvapp.tap import TapIsvapp
 from tap_marketplace.tap import TapMarketplace
-from helpers import catalog_selecting, config_for, last_error_line, run_in_process, sync
+from helpers import REPO, catalog_selecting, config_for, last_error_line, run_in_process, sync
+from test_meltano_e2e import PG, postgres_connection
 
 TODAY = dt.datetime.now(dt.timezone.utc).date()
 YESTERDAY = TODAY - dt.timedelta(days=1)
@@ -391,3 +394,84 @@ def test_a_field_the_vendor_adds_changes_no_key(marketplace, stream, kind, key):
     assert sorted(r[key] for r in second.records[stream]) == sorted(
         r[key] for r in first.records[stream])
     assert len(upserted(first, second, stream=stream, key=key)) == 5
+
+
+# -- what a warehouse sees once when keys change on upgrade (docs/tap-marketplace.md) ----
+
+
+TARGET_POSTGRES = REPO / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / (
+    "target-postgres")
+
+
+def cleanup_statements() -> dict[str, str]:
+    """The SQL statements of docs/tap-marketplace.md's upgrade section, by table."""
+    text = (REPO / "docs" / "tap-marketplace.md").read_text()
+    section = text.split("### Keys after upgrading", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    return {re.match(r"DELETE FROM (\w+)", block).group(1): block for block in blocks}
+
+
+def load(messages: str, schema: str) -> None:
+    """``messages`` through target-postgres (as this project's meltano.yml configures
+    it: record metadata on) into ``schema``."""
+    config = {"host": PG["host"], "port": PG["port"], "user": PG["user"],
+              "password": "postgres", "database": PG["dbname"],
+              "default_target_schema": schema, "add_record_metadata": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "config.json").write_text(json.dumps(config))
+        loaded = subprocess.run(  # noqa: S603
+            [str(TARGET_POSTGRES), "--config", str(Path(tmp, "config.json"))],
+            input=messages, capture_output=True, text=True, timeout=300, check=False)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+
+
+def as_lines(messages: list[dict]) -> str:
+    return "".join(json.dumps(m) + "\n" for m in messages)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("stream", "kind", "key", "when"), [
+    ("feedback", "feedback", "feedback_id", "date"),
+    ("marketing_attribution", "marketing_attribution", "attribution_id", "eventTimestamp")])
+def test_the_documented_cleanup_removes_the_old_keys_after_an_upgrade(marketplace, stream,
+                                                                      kind, key, when):
+    connection = postgres_connection()
+    schema = f"i18_upgrade_{stream}"
+    connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    server = marketplace(feedback=20, attributions=20)
+    builder = getattr(server.app.data, "feedback_row" if kind == "feedback"
+                      else "attribution_row")
+    # Rows in the last weeks of the data, so the next run's look-back re-reads some.
+    server.app.data.add(kind, [builder(800 + i, f"2025-06-{30 - 4 * i:02d}")
+                               for i in range(6)])
+    config = config_for(server)
+    first = run_in_process(TapMarketplace, config,
+                           catalog=catalog_selecting(TapMarketplace, config, [stream]))
+    assert first.returncode == 0
+    # The night before the upgrade: every row under a key of the old rule.
+    before = [dict(m, record={**m["record"], key: "old-" + m["record"][key]})
+              if m.get("type") == "RECORD" else m for m in first.messages]
+    load(as_lines(before), schema)
+    # The first night of the new release: the look-back days again, under new keys.
+    second = run_in_process(TapMarketplace, config, state=first.final_state,
+                            catalog=catalog_selecting(TapMarketplace, config, [stream]))
+    assert second.returncode == 0 and second.records[stream]
+    load(second.stdout, schema)
+
+    table = f'"{schema}".{stream}'
+    vendor_rows = len(first.records[stream])
+    (loaded,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert loaded == vendor_rows + len(second.records[stream]), "each re-read row twice"
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'SET search_path TO "{schema}"')
+        cursor.execute(cleanup_statements()[stream])
+        cursor.execute("RESET search_path")
+    rows = connection.execute(f'SELECT {key}, "{when}"::text FROM {table}').fetchall()
+    assert len(rows) == vendor_rows, "the vendor's rows, each once"
+    new_keys = {r[key] for r in second.records[stream]}
+    first_reread = min(r[when] for r in second.records[stream])
+    for row_key, moment in rows:
+        assert (row_key in new_keys) == (moment >= first_reread[:len(moment)]), (row_key,
+                                                                               moment)
+    connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
