@@ -127,11 +127,14 @@ class VendorRESTStream(StreamInternals):
         return bookmarks.SCHEMA_FORMATS[declared]
 
     def _is_after_run_start(self, value: t.Any, record: dict) -> bool:
-        form = self.bookmark_form
-        point = bookmarks.read(value, form, stream=self.name,
-                               what=f"{self.replication_key} of a record")
-        if not bookmarks.is_after(point, form, self.run_started):
+        check = self.__dict__.get("_run_start_check")
+        if check is None:
+            check = self.__dict__["_run_start_check"] = bookmarks.RunStartCheck(
+                self.bookmark_form, self.run_started)
+        if not check.is_after(value, stream=self.name,
+                              what=f"{self.replication_key} of a record"):
             return False
+        form = self.bookmark_form
         named = self.__dict__["_future_rows"] = self.__dict__.get("_future_rows", 0) + 1
         if named <= FUTURE_ROWS_NAMED:
             key = {name: record.get(name) for name in self.primary_keys or ()}
