@@ -121,6 +121,7 @@ def test_readme_user_project_loads_every_row_into_duckdb_and_postgres(tmp_path_f
         run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=env,  # noqa: S603, S607
                              capture_output=True, text=True, timeout=1500, check=False)
     assert run.returncode == 0, run.stderr[-5000:]
+    assert "Unknown setting" not in run.stdout + run.stderr  # every setting is declared
     project = workdir / "my-warehouse"
     assert credentials["api_token"] not in (project / "meltano.yml").read_text()
 
