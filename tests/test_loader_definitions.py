@@ -87,3 +87,41 @@ def test_duckdb_definition_declares_every_setting_the_target_reads() -> None:
     assert {"filepath", "default_target_schema", "batch_size_rows"} <= read
     declared = {s["name"] for s in definition("target-duckdb")["settings"]}
     assert declared == read - {"dbname"}  # `dbname`: an older name of `database`
+
+
+#: target-duckdb 0.8.0's load of one batch (db_sync.py, `load_rows`): the rows as a CSV file
+#: without a header, then a bare COPY. The two kinds of batch whose first row duckdb 1.1+
+#: takes for a header (docs/loading.md): every column VARCHAR, and a first timestamp with a
+#: time zone.
+COPY_PROBE = r"""
+import csv, json, sys, tempfile, duckdb
+batches = {"all_varchar": ("a VARCHAR, b VARCHAR", [["x1", "y1"], ["x2", ""], ["x3", "y3"]]),
+           "timestamp_with_zone": ("a BIGINT, b TIMESTAMP", [["1", "2025-01-01T08:15:00Z"],
+                                                               ["2", "2025-01-02T08:15:00Z"]])}
+loaded = {}
+with tempfile.TemporaryDirectory() as folder:
+    db = duckdb.connect()
+    for name, (columns, rows) in batches.items():
+        path = f"{folder}/{name}.csv"
+        with open(path, "w") as f:
+            writer = csv.writer(f, delimiter=",", quotechar='"', quoting=csv.QUOTE_MINIMAL)
+            for row in rows:
+                writer.writerow(row)
+        db.execute(f"CREATE TABLE {name} ({columns})")
+        db.execute("COPY {} FROM '{}' WITH (new_line '\\r\\n')".format(name, path))
+        loaded[name] = [db.execute(f"SELECT count(*) FROM {name}").fetchone()[0], len(rows)]
+print(json.dumps({"duckdb": duckdb.__version__, "loaded": loaded}))
+"""
+
+
+def test_installed_target_duckdb_keeps_the_first_row_of_every_batch() -> None:
+    """The pinned duckdb reads the batches that duckdb 1.1+ (and 2.x) cut short in full."""
+    venv = installed_venv("target-duckdb")
+    source = next(venv.glob("lib/python*/site-packages/target_duckdb/db_sync.py")).read_text()
+    assert "COPY {} FROM '{}' WITH (new_line '\\\\r\\\\n')" in source  # the statement probed below
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", COPY_PROBE],  # noqa: S603
+                          capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(done.stdout)
+    assert result["duckdb"] == "1.0.0"
+    for batch, (loaded, written) in result["loaded"].items():
+        assert loaded == written, f"{batch}: duckdb {result['duckdb']} loaded {loaded} of {written} rows"
