@@ -89,6 +89,14 @@ def _meltano_config_set(project: Path, env: dict[str, str], plugin: str, name: s
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+def _readme_select_line(tap: str) -> str:
+    """The README's `meltano config set <tap> _select '…'` line, as written."""
+    readme = (REPO / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith(f"meltano config set {tap} _select ")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
 def _settings_of(tap: str) -> dict[str, dict[str, t.Any]]:
     definition = yaml.safe_load((REPO / "plugins" / "extractors" / f"{tap}.yml").read_text())
     return {s["name"]: s for s in definition["settings"]}
@@ -108,9 +116,17 @@ def test_user_project_runs_every_row_into_jsonl(user_project, tap):
         config = {**server.app.tap_config(), **FAST_TAP[vendor]}
 
         # `meltano add --from-ref` drops a definition's `select` (Meltano keeps no extras from
-        # it), so the README has users set it: the opt-in streams stay out.
+        # it), so the README has users set it: its line for this tap, run as written, sets the
+        # definition's default (the opt-in streams stay out).
         select = yaml.safe_load((REPO / "plugins" / "extractors" / f"{tap}.yml").read_text())["select"]
-        _meltano_config_set(project, env, tap, "_select", json.dumps(select))
+        readme_select = _readme_select_line(tap)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", readme_select], cwd=project,  # noqa: S603, S607
+                              env={**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"},
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        extractors = {p["name"]: p for p in
+                      yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["extractors"]}
+        assert extractors[tap]["select"] == select
 
         # Non-secret settings with `meltano config set`, secrets in .env, as the README says.
         secrets = {}
