@@ -38,7 +38,9 @@ from tap_common.auth import PerOriginAuth, origin
 from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
 from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
+from tap_common.redact import REDACTOR
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
+from tap_heroku_vendor.token_store import RotatedTokens
 
 if t.TYPE_CHECKING:
     import logging
@@ -78,6 +80,10 @@ class InstallsError(FatalAPIError):
     """The installs setting or file cannot be read; the message never quotes a line."""
 
 
+class InstallsLostError(FatalAPIError):
+    """An install still installed was not read, or its new refresh token was not stored."""
+
+
 class TokenRefused(FatalAPIError):
     """The OAuth host answered a token request with a 4xx."""
 
@@ -98,6 +104,8 @@ class Install:
     expires_in: float = 0.0
     issued_at: float = 0.0
     skipped: bool = False
+    #: Read from ``installs_file`` (where a rotated refresh token is written back).
+    from_file: bool = False
 
     def token_is_fresh(self, now: float) -> bool:
         if self.access_token is None:
@@ -114,15 +122,16 @@ def read_installs(config: t.Mapping[str, t.Any]) -> tuple[list[Install], list[st
 
     A uuid given twice keeps its first refresh token (with a warning, no value shown).
     """
-    entries: list[tuple[str, t.Any]] = [
-        (f"installs[{n}]", item) for n, item in enumerate(config.get("installs") or [])]
+    entries: list[tuple[str, t.Any, bool]] = [
+        (f"installs[{n}]", item, False) for n, item in enumerate(config.get("installs") or [])]
     path = config.get("installs_file")
     if path:
-        entries += list(_file_entries(Path(path)))
+        entries += [(where, item, True) for where, item in _file_entries(Path(path))]
     installs: dict[str, Install] = {}
     duplicates = 0
-    for where, item in entries:
+    for where, item, from_file in entries:
         install = _install_from(where, item)
+        install.from_file = from_file
         if install.uuid in installs:
             duplicates += 1
             continue
@@ -163,6 +172,8 @@ def _install_from(where: str, item: t.Any) -> Install:
     if missing:
         msg = f"{where} has no {' and no '.join(missing)} (a non-empty string each)"
         raise InstallsError(msg)
+    # Each refresh token on its own, the moment it is read (from a file too).
+    REDACTOR.add_secret(refresh.strip())
     return Install(uuid=resource.strip().lower(), refresh_token=refresh.strip())
 
 
@@ -307,6 +318,11 @@ class PartnerSession:
         self.without_token: list[str] = []
         self.refusals: dict[tuple[str, int], list[str]] = defaultdict(list)
         self.synced_apps: set[str] = set()
+        #: The installs addons.heroku.com lists (None: no listing was read).
+        self.listed: set[str] | None = None
+        #: Installs whose grant was refused though they are still installed.
+        self.refused_installed: list[str] = []
+        self.rotated_tokens = RotatedTokens(config.get("installs_file"), logger)
         self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
@@ -343,6 +359,7 @@ class PartnerSession:
 
     def check_listing(self, caller: str) -> None:
         listed, rows = self.list_installs(caller)
+        self.listed = set(listed)
         self.without_token = sorted(set(listed) - set(self.installs))
         for resource in self.without_token:
             self.logger.warning(
@@ -461,16 +478,16 @@ class PartnerSession:
             msg = (f"{self.client.where(response)}: the token response for add-on resource "
                    f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
+        REDACTOR.add_secret(token)
         try:
             expires_in = float(payload.get("expires_in") or DEFAULT_EXPIRES_IN)
         except (TypeError, ValueError):
             expires_in = DEFAULT_EXPIRES_IN
         new_refresh = payload.get("refresh_token")
         if isinstance(new_refresh, str) and new_refresh and new_refresh != install.refresh_token:
-            self.logger.warning(
-                "partner mode: Heroku returned a new refresh token for add-on resource %s; "
-                "the tap uses it for this run but cannot store it: if the old one stops "
-                "working, update it in your installs store", install.uuid)
+            # The old one may stop working: stored, or the run ends naming the install.
+            self.rotated_tokens.rotated(install.uuid, install.refresh_token, new_refresh,
+                                        from_file=install.from_file)
             install.refresh_token = new_refresh
         install.access_token = token
         install.expires_in = expires_in
@@ -531,6 +548,17 @@ class PartnerSession:
                 raise CredentialRejectedError(msg)
         install.skipped = True
         install.access_token = None
+        if self.listed is not None and install.uuid in self.listed:
+            # Still installed: its rows would be missing from a green run. The other
+            # installs are read; the run ends with an error naming it.
+            self.refused_installed.append(install.uuid)
+            self.logger.warning(
+                "partner mode: Heroku refused the refresh token of add-on resource %s (%s), "
+                "which addons.heroku.com still lists as installed: not read; the run will "
+                "end with an error naming it", install.uuid,
+                refused.code or f"HTTP {refused.status}")
+            self._refusal_line = self._refusal_line or refused.line
+            return
         self.skipped.append(install.uuid)
         self.logger.warning(
             "partner mode: add-on resource %s skipped: Heroku refused its refresh token (%s: "
@@ -553,14 +581,35 @@ class PartnerSession:
 
     # -- the end of the run -----------------------------------------------------------
 
+    _refusal_line: str | None = None
+
+    def failure_line(self, stream_name: str) -> str | None:
+        """The run's one error line when an install that is still installed was not read,
+        or a new refresh token is known only to this process (None: nothing lost)."""
+        self.rotated_tokens.write()
+        parts = []
+        if self.refused_installed:
+            parts.append(
+                f"{self._refusal_line}. Heroku refused the refresh tokens of "
+                f"{len(self.refused_installed)} add-on resource(s) that addons.heroku.com "
+                f"still lists as installed, so their rows are missing: "
+                f"{', '.join(sorted(self.refused_installed))}. Update their refresh tokens "
+                "(rotated or re-issued) in your installs store")
+        lost = self.rotated_tokens.failure_line(stream_name)
+        if lost:
+            parts.append(lost if not parts else lost.split(": ", 1)[1])
+        return "; and ".join(parts) or None
+
     def summary(self) -> str:
         seconds = time.monotonic() - self.started
-        read = len(self.installs) - len(self.skipped)
+        read = len(self.installs) - len(self.skipped) - len(self.refused_installed)
         total = sum(self.requests.values())
         parts = [
             f"partner mode: {len(self.installs)} install(s), {read} read, "
             f"{len(self.skipped)} skipped (refresh token refused)",
         ]
+        if self.refused_installed:
+            parts.append(f"{len(self.refused_installed)} refused though still installed")
         if self.without_token:
             parts.append(f"{len(self.without_token)} installed without a refresh token")
         parts.append(
@@ -575,6 +624,8 @@ class PartnerSession:
         return {
             "installs": len(self.installs), "skipped": list(self.skipped),
             "without_token": list(self.without_token), "requests": dict(self.requests),
+            "refused_installed": list(self.refused_installed),
+            "rotated_stored": list(self.rotated_tokens.stored),
             "tokens_issued": self.tokens_issued,
             "refusals": {f"{s}:{c}": len(r) for (s, c), r in self.refusals.items()},
             "seconds": time.monotonic() - self.started,
