@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import typing as t
-from urllib.parse import quote, quote_plus
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REDACTED = "<redacted>"
 _MIN_SECRET_LENGTH = 6
@@ -98,6 +98,17 @@ class Redactor:
         with self._lock:
             if all(p.pattern != pattern for p in self._paths):
                 self._paths.append(compiled)
+
+    def add_secrets_of_url(self, url: str, *, query: bool) -> None:
+        """The credentials a URL carries: its signed path segments, and with ``query``
+        (a presigned download URL, not an API call's paging) each query value."""
+        for pattern in self._paths:
+            for match in pattern.finditer(url):
+                self.add_secret(unquote(match.group("secret")))
+                self.add_secret(match.group("secret"))
+        if query:
+            for _, value in parse_qsl(urlsplit(url).query, keep_blank_values=False):
+                self.add_secret(value)
 
     def redact(self, text: str) -> str:
         if not text:
