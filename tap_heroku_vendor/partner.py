@@ -69,6 +69,12 @@ LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id",
                        "addon_uuid", "uuid")
 #: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
 TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
+#: The state's list of installs a previous run owes (read them, or fail).
+UNREAD_KEY = "installs_not_read"
+#: Why a refused install is known to be still installed (words of the error line).
+LISTED = "that addons.heroku.com still lists as installed"
+OWED = ("that a previous run could not read although installed, or whose new refresh "
+        "token it could not store")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -323,6 +329,12 @@ class PartnerSession:
         #: Installs whose grant was refused though they are still installed.
         self.refused_installed: list[str] = []
         self.rotated_tokens = RotatedTokens(config.get("installs_file"), logger)
+        #: The state's installs owed by previous runs, and those still owed now.
+        self.owed_before: set[str] = set()
+        self.unread: set[str] = set()
+        self._recalled = False
+        #: The first refusal line per kind of evidence that the install is still there.
+        self._refusal_lines: dict[str, str] = {}
         self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
@@ -447,6 +459,8 @@ class PartnerSession:
         install = self.installs.get(resource_uuid)
         if install is not None:
             install.access_token = None  # not needed any more
+            if not install.skipped:
+                self.unread.discard(resource_uuid)
         if hasattr(self.throttle, "forget"):
             self.throttle.forget(resource_uuid)
 
@@ -548,16 +562,17 @@ class PartnerSession:
                 raise CredentialRejectedError(msg)
         install.skipped = True
         install.access_token = None
-        if self.listed is not None and install.uuid in self.listed:
-            # Still installed: its rows would be missing from a green run. The other
-            # installs are read; the run ends with an error naming it.
+        evidence = self.still_installed(install.uuid)
+        if evidence:
+            # Its rows would be missing from a green run. The other installs are read;
+            # the run ends with an error naming it.
             self.refused_installed.append(install.uuid)
+            self.unread.add(install.uuid)
             self.logger.warning(
                 "partner mode: Heroku refused the refresh token of add-on resource %s (%s), "
-                "which addons.heroku.com still lists as installed: not read; the run will "
-                "end with an error naming it", install.uuid,
-                refused.code or f"HTTP {refused.status}")
-            self._refusal_line = self._refusal_line or refused.line
+                "which %s: not read; the run will end with an error naming it", install.uuid,
+                refused.code or f"HTTP {refused.status}", evidence)
+            self._refusal_lines.setdefault(evidence, refused.line)
             return
         self.skipped.append(install.uuid)
         self.logger.warning(
@@ -579,22 +594,53 @@ class PartnerSession:
                 "%d answers of this stream are counted in the summary at the end of the run",
                 stream_name, status, resource, meaning, status)
 
-    # -- the end of the run -----------------------------------------------------------
+    # -- installs that must not go missing quietly ------------------------------------
 
-    _refusal_line: str | None = None
+    def still_installed(self, resource_uuid: str) -> str | None:
+        """Why a refused install counts as installed (None: deprovisioned, or unknown).
+
+        addons.heroku.com's listing decides when it was read. Without it, the state
+        decides: an install a previous run could not read although it was installed, or
+        whose new refresh token it could not store, stays owed until it is read again
+        (or leaves the installs)."""
+        if self.listed is not None:
+            return LISTED if resource_uuid in self.listed else None
+        return OWED if resource_uuid in self.owed_before else None
+
+    def recall(self, state: t.Mapping[str, t.Any]) -> None:
+        """The installs a previous run left unread (uuids only; the state never holds a
+        token). Once per run: later calls keep what this run found."""
+        if self._recalled:
+            return
+        self._recalled = True
+        owed = state.get(UNREAD_KEY)
+        self.owed_before = {u for u in owed if isinstance(u, str)} if isinstance(owed, list) else set()
+        self.unread = set(self.owed_before)
+
+    def remember(self, state: dict) -> None:
+        """Into the state: the installs still owed (refused though installed, or whose new
+        refresh token is not stored yet), so the next run cannot skip them quietly."""
+        owed = (self.unread | set(self.rotated_tokens.pending) | set(self.rotated_tokens.unsaved)) \
+            & set(self.installs)
+        if owed:
+            state[UNREAD_KEY] = sorted(owed)
+        else:
+            state.pop(UNREAD_KEY, None)
+
+    # -- the end of the run -----------------------------------------------------------
 
     def failure_line(self, stream_name: str) -> str | None:
         """The run's one error line when an install that is still installed was not read,
         or a new refresh token is known only to this process (None: nothing lost)."""
         self.rotated_tokens.write()
         parts = []
-        if self.refused_installed:
+        for evidence, line in self._refusal_lines.items():
+            resources = sorted(u for u in self.refused_installed
+                               if self.still_installed(u) == evidence)
             parts.append(
-                f"{self._refusal_line}. Heroku refused the refresh tokens of "
-                f"{len(self.refused_installed)} add-on resource(s) that addons.heroku.com "
-                f"still lists as installed, so their rows are missing: "
-                f"{', '.join(sorted(self.refused_installed))}. Update their refresh tokens "
-                "(rotated or re-issued) in your installs store")
+                f"{line}. Heroku refused the refresh tokens of {len(resources)} add-on "
+                f"resource(s) {evidence}, so their rows are missing: {', '.join(resources)}. "
+                "Update their refresh tokens (rotated or re-issued) in your installs store")
         lost = self.rotated_tokens.failure_line(stream_name)
         if lost:
             parts.append(lost if not parts else lost.split(": ", 1)[1])

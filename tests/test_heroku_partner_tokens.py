@@ -235,3 +235,53 @@ def test_each_install_of_the_setting_is_redacted_on_its_own(partner):
     # Only the secret property of an install is a secret: its uuid stays readable.
     assert f"unexpected <redacted> of {resource} with <redacted>" in line
     assert_no_secret(out, [token, config["manifest_password"], basic])
+
+
+# -- without the listing: the state remembers what is owed ----------------------------------
+
+
+def without_listing(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in ("manifest_id", "manifest_password")}
+
+
+def test_without_the_listing_the_state_keeps_a_rotated_install_owed_until_it_is_read(partner):
+    """Issue 18, case 7, without manifest credentials: the install whose new refresh token
+    was lost is not skipped quietly the next night."""
+    server = partner(installs=3, rotate_refresh_tokens=True)
+    config = without_listing(config_for(server))
+    first = run_cli("tap-heroku-vendor", config)
+    assert first.returncode == 1
+    assert addon_ids(first) == all_installs(server)
+    owed = first.final_state["bookmarks"]["addons"]["installs_not_read"]
+    assert owed == sorted(all_installs(server))
+    state_text = json.dumps(first.states)
+    assert not any(token in state_text for token in
+                   [i["refresh_token"] for i in config["installs"]] + list(server.app.refresh_tokens))
+
+    # The next night, the old tokens are refused; the state says these were installed.
+    second = run_cli("tap-heroku-vendor", config, state=first.final_state)
+    assert second.returncode == 1
+    errors = error_lines(second.stderr)
+    assert len(errors) == 1, errors
+    assert "a previous run could not read although installed" in errors[0]
+    assert all(resource in errors[0] for resource in all_installs(server))
+    assert second.final_state["bookmarks"]["addons"]["installs_not_read"] == owed
+
+    # Re-authorized (the tokens the vendor honours now): read, and nothing owed any more.
+    fixed = {**config, "installs": [{"resource_uuid": r, "refresh_token": t}
+                                    for r, t in current_tokens(server).items()],
+             "installs_file": None}
+    fixed = {k: v for k, v in fixed.items() if v is not None}
+    server.app.settings.rotate_refresh_tokens = False
+    third = run_cli("tap-heroku-vendor", fixed, state=second.final_state)
+    assert third.returncode == 0, error_lines(third.stderr)
+    assert addon_ids(third) == all_installs(server)
+    assert "installs_not_read" not in third.final_state["bookmarks"]["addons"]
+
+
+def test_without_the_listing_or_a_debt_a_refused_install_is_skipped(partner):
+    server = partner(installs=3, revoked_every=3)
+    out = run_cli("tap-heroku-vendor", without_listing(config_for(server)))
+    assert out.returncode == 0, error_lines(out.stderr)
+    assert addon_ids(out) == all_installs(server) - server.app.revoked
+    assert "installs_not_read" not in json.dumps(out.final_state)
