@@ -157,6 +157,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
        "salesforce_accounts", records_key=None),
     _e("isvapp", "GET /api/v1/salesforce_accounts", "GET", r"^/api/v1/salesforce_accounts$",
        "salesforce_accounts"),
+    # The API key instead of OAuth: a host quoting it back.
+    _e("isvapp", "GET /api/v1/salesforce_accounts (api_key)", "GET",
+       r"^/api/v1/salesforce_accounts$", "salesforce_accounts", kinds=ECHO_KINDS,
+       sandbox={"auth_mode": "api_key"}),
     _e("isvapp", "GET /api/v1/salesforce_account_summary", "GET",
        r"^/api/v1/salesforce_account_summary$", "salesforce_account_summaries"),
     _e("isvapp", "GET /api/v1/exports", "GET", r"^/api/v1/exports$", "exports"),
