@@ -303,3 +303,14 @@ def test_a_malformed_access_token_in_a_library_error_is_not_shown(partner):
         assert out.returncode == 1
         assert len(error_lines(out.stderr)) == 1, error_lines(out.stderr)
         assert_no_secret(out, [token, token[7:]])
+
+
+def test_an_owed_install_that_the_listing_no_longer_has_is_skipped_and_forgotten(partner):
+    """The listing outranks the state: deprovisioned since, nothing is owed any more."""
+    server = partner(installs=3, revoked_every=3)
+    revoked = next(iter(server.app.revoked))
+    state = {"bookmarks": {"addons": {"installs_not_read": [revoked]}}}
+    out = run_cli("tap-heroku-vendor", config_for(server), state=state)
+    assert out.returncode == 0, error_lines(out.stderr)
+    assert addon_ids(out) == all_installs(server) - {revoked}
+    assert "installs_not_read" not in json.dumps(out.final_state)
