@@ -25,6 +25,9 @@ import typing as t
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REDACTED = "<redacted>"
+#: What a literal secret becomes until the patterns have run: without ``<>``, so a query
+#: string whose values were secrets is still seen, and hidden, whole (its keys too).
+_LITERAL_MARK = "\x00redacted\x00"
 _MIN_SECRET_LENGTH = 6
 _PREFIX_LENGTH = 16
 _REGEX_UP_TO = 300
@@ -130,7 +133,7 @@ class Redactor:
                     ordered = sorted(self._secrets, key=len, reverse=True)
                     self._secrets_re = re.compile("|".join(map(re.escape, ordered)))
                 secrets_re = self._secrets_re
-            return secrets_re.sub(REDACTED, text)
+            return secrets_re.sub(_LITERAL_MARK, text)
         with self._lock:
             tables = list(self._by_prefix.items())
         # Which keys occur at all: a set of the text's windows against each table (no
@@ -154,7 +157,7 @@ class Redactor:
         for position, negative_length in sorted(found):
             if position < start:
                 continue  # inside a secret already redacted
-            parts += (text[start:position], REDACTED)
+            parts += (text[start:position], _LITERAL_MARK)
             start = position - negative_length
         parts.append(text[start:])
         return "".join(parts)
@@ -168,7 +171,7 @@ class Redactor:
             text = pattern.sub(_replace_secret_group, text)
         for pattern, replacement in _GENERIC_PATTERNS:
             text = pattern.sub(replacement, text)
-        return text
+        return text.replace(_LITERAL_MARK, REDACTED)
 
 
 def _replace_secret_group(match: re.Match[str]) -> str:
