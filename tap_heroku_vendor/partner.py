@@ -317,6 +317,11 @@ class PartnerSession:
             return request
         return HTTPBasicAuth(*self._manifest)(request)
 
+    @property
+    def has_manifest(self) -> bool:
+        """Whether the manifest credentials are set (the listing check is possible)."""
+        return self._manifest is not None
+
     def host_of(self, url: str) -> str | None:
         """``api``, ``token`` or ``addons``: which configured host a URL is on."""
         found = origin(url)

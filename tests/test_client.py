@@ -354,7 +354,7 @@ def test_a_tap_has_one_client_whose_session_every_stream_uses():
 
     configs = {
         TapIsvapp: {"api_key": "k", "api_url": "http://127.0.0.1:9"},
-        TapMarketplace: {"username": "u", "api_token": "t", "developer_id": "d",
+        TapMarketplace: {"username": "u", "api_token": "t", "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f",
                          "api_url": "http://127.0.0.1:9"},
         TapHerokuVendor: {"manifest_id": "m", "manifest_password": "p",
                           "api_url": "http://127.0.0.1:9"},
