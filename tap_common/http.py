@@ -354,9 +354,12 @@ class VendorClient:
         request = prepared if isinstance(prepared, requests.PreparedRequest) else \
             getattr(exception, "request", None)
         line = self.network_error_line(request, exception, with_host=True)
-        if request is None or self.is_api(request.url or ""):
+        url = request.url or "" if request is not None else self.api_url
+        if self.is_api(url):
             return f"{line}; check the `api_url` setting and the network"
-        return f"{line}; check the setting that names this host, and the network"
+        if origin(url) in self.named_hosts:
+            return f"{line}; check the setting that names this host, and the network"
+        return f"{line}; check the network (the API gave this URL)"
 
     @staticmethod
     def jitter(value: float) -> float:

@@ -255,7 +255,8 @@ def test_storage_host_unreachable_is_one_line_without_signatures_even_at_debug(i
 
     line = one_error_line(out)
     assert re.search(r"package_usage_logs: GET 127\.0\.0\.2 \(download URL\): cannot connect: "
-                     r"Connection refused \(ConnectionError\) \(gave up after 3 attempts\)$",
+                     r"Connection refused \(ConnectionError\); check the network \(the API gave "
+                     r"this URL\) \(gave up after 3 attempts\)$",
                      line), line
     everything = out.stdout + out.stderr
     assert "signature=" not in everything and "expires=" not in everything

@@ -56,6 +56,10 @@ def test_app_version_listings_read_the_versions_list_the_live_api_sends(marketpl
     rows = out.records["app_version_listings"]
     assert len(rows) == 2 * 2 * 13
     assert len({(r["appSoftwareId"], r["buildNumber"]) for r in rows}) == len(rows)
+    # Documented on each version listing without its fields: kept whole, nested objects too.
+    approved = [r["approvalDetails"] for r in rows if r.get("approvalDetails")]
+    assert approved and all(a["reviewer"] == {"team": "ecosystem"} for a in approved)
+    assert "approvalDetails" not in out.stderr  # no drift warning about it
 
 
 def _get(server, logged) -> bytes:
