@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import typing as t
 from urllib.parse import ParseResult, parse_qsl, urlencode, urlsplit
 
@@ -17,6 +18,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
+from tap_common import runlog
 from tap_common._sdk import StreamInternals, mark_record_written, utc_now
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
@@ -57,6 +59,8 @@ class VendorRESTStream(StreamInternals):
     unselected_by_default: t.ClassVar[tuple[str, ...]] = ()
 
     tap: VendorTap
+    #: For the stream's summary line (see ``VendorTap.log_stream_summaries``).
+    records_written = 0
 
     # -- the per-record hot path --------------------------------------------------
     # The SDK copies every record to drop deselected properties, runs it through the
@@ -67,6 +71,7 @@ class VendorRESTStream(StreamInternals):
     # skipped exactly when it cannot change the output.
 
     def write_record_fast(self, record: dict) -> dict | None:
+        self.records_written += 1
         replication_key = self.replication_key
         if replication_key and record.get(replication_key) is None:
             # Every replication key is a documented, required field: a record without one
@@ -147,6 +152,8 @@ class VendorRESTStream(StreamInternals):
     # -- failures: one line each -------------------------------------------------------
 
     def sync(self, context: Context | None = None) -> None:
+        runlog.quiet_sdk_notices(self.logger)
+        started = time.monotonic()
         try:
             super().sync(context)
         except SingerSDKError:  # ours (one line already) and the SDK's control flow
@@ -155,6 +162,11 @@ class VendorRESTStream(StreamInternals):
             # A failure without a message of its own still gets one line naming the
             # stream; the traceback goes to DEBUG (tap_common.tap.VendorTap.invoke).
             raise UnexpectedError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        finally:  # a child stream is synced once per parent record: the sum of them
+            self.__dict__["sync_seconds"] = (self.__dict__.get("sync_seconds", 0.0)
+                                             + time.monotonic() - started)
+        if self.parent_stream_type is None:
+            self.tap.log_stream_summaries(self)
 
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
         if isinstance(message, str) and message.startswith(

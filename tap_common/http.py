@@ -17,6 +17,7 @@ a response remembers whom it was received for (lines about its body name them to
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
@@ -42,6 +43,7 @@ from tap_common.errors import (
     PayloadError,
     VendorAPIError,
     VendorRetriableError,
+    sentence,
     vendor_message,
 )
 from tap_common.exports import sniff_small_json
@@ -165,6 +167,8 @@ class VendorClient:
                                                   DEFAULT_MAX_RETRY_AFTER_SECONDS))
         self.connect_retry_seconds = float(settings.get("connect_retry_seconds",
                                                         DEFAULT_CONNECT_RETRY_SECONDS))
+        #: (caller, "requests" or "retries") -> count, for the run's summary lines.
+        self.tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self.session = requests.Session()
         adapter = PacedAdapter(throttle)
         self.session.mount("https://", adapter)
@@ -251,6 +255,7 @@ class VendorClient:
 
             def attempt(request: requests.PreparedRequest) -> requests.Response:
                 signed = signer(request.copy())
+                self.tally[self.caller, "requests"] += 1
                 response = self.session.send(signed, timeout=self.timeout, stream=stream,
                                              allow_redirects=follow_redirects)
                 response.sent_for = self.caller  # type: ignore[attr-defined]
@@ -369,6 +374,7 @@ class VendorClient:
     def log_retry(self, details: Details) -> None:
         exception = details.get("exception")
         args = details.get("args") or ()
+        self.tally[self.caller, "retries"] += 1
         if is_unreachable(exception):
             self.logger.warning(
                 "%s; retrying in %.2f s (for up to %g s in all, `connect_retry_seconds`)",
@@ -400,7 +406,7 @@ class VendorClient:
         if status >= 400:  # noqa: PLR2004
             line = self.error_line(response)
             if status in (401, 403):  # noqa: PLR2004
-                raise CredentialRejectedError(f"{line}. {self.credential_hint(status)}")
+                raise CredentialRejectedError(f"{sentence(line)} {self.credential_hint(status)}")
             if status in RETRY_STATUSES or status in retry_statuses:
                 raise VendorRetriableError(line, response)
             raise VendorAPIError(line)

@@ -127,6 +127,20 @@ HTTP_CLIENT = (
 )
 
 
+#: What the log holds, the same in every tap (see ``tap_common.runlog``).
+LOGGING = (
+    th.Property(
+        "log_metrics",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Log the SDK's METRIC lines (JSON, one per request and counter). Off, the log "
+            "has one summary line per stream and one per run; a run at DEBUG logs them too."
+        ),
+    ),
+)
+
+
 #: The string formats the taps check (JSON Schema only annotates ``format`` unless asked),
 #: and how a config error names them.
 FORMATS = FormatChecker(formats=())

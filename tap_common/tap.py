@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import signal
+import time
 import sys
 import typing as t
 from functools import cached_property
@@ -17,7 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
-from tap_common import redact, settings, writer
+from tap_common import redact, runlog, settings, writer
 from tap_common._sdk import TapInternals
 from tap_common.http import VendorClient
 from tap_common.ratelimit import RequestThrottle
@@ -25,7 +27,7 @@ from tap_common.responses import ErrorEnvelope
 from tap_common.writer import OrjsonSingerWriter
 
 #: The settings of the HTTP client, shared by every tap (kept under this name for the taps).
-COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT)
+COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT, *settings.LOGGING)
 #: How ``--test``'s requests are named in its lines.
 CONNECTION_TEST = "connection test"
 
@@ -43,6 +45,13 @@ class Terminated(BaseException):
             return signal.Signals(self.signum).name
         except ValueError:
             return f"signal {self.signum}"
+
+
+def _descendants(stream: t.Any) -> list[t.Any]:
+    found = []
+    for child in stream.child_streams:
+        found += [child, *_descendants(child)]
+    return found
 
 
 def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
@@ -130,8 +139,11 @@ class VendorTap(TapInternals):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         redact.install()
+        runlog.quiet_sdk_notices(self.logger, logging.getLogger("singer_sdk"))
         super().__init__(*args, **kwargs)
         self.protect_secrets()
+        runlog.set_metrics_logging(runlog.metrics_wanted(bool(self.config.get("log_metrics")),
+                                                         self.logger))
 
     def protect_secrets(self) -> None:
         """Register what must never appear in a log line: secret settings, their Basic
@@ -228,7 +240,26 @@ class VendorTap(TapInternals):
 
     def sync_all(self) -> None:
         writer.forget_last_state()
+        started = time.monotonic()
         super().sync_all()
+        tally = self.client.tally
+        synced = [s for s in self.streams.values() if s.__dict__.get("sync_seconds")]
+        self.logger.info("%s", runlog.run_summary(
+            self.name, len(synced), sum(s.records_written for s in synced),
+            sum(n for (_, kind), n in tally.items() if kind == "requests"),
+            sum(n for (_, kind), n in tally.items() if kind == "retries"),
+            time.monotonic() - started))
+
+    def log_stream_summaries(self, stream: t.Any) -> None:
+        """One line for ``stream`` (a top-level stream that just ended) and one for each
+        stream below it that was synced."""
+        tally = self.client.tally
+        for each in [stream, *_descendants(stream)]:
+            if each.__dict__.get("sync_seconds") is None:
+                continue
+            self.logger.info("%s", runlog.stream_summary(
+                each.name, each.records_written, tally[each.name, "requests"],
+                tally[each.name, "retries"], each.sync_seconds))
 
     def on_termination(self, signum: int) -> None:
         # The SDK writes the live state and exits 0, which tells a scheduler the run

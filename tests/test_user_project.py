@@ -157,7 +157,7 @@ COMMON_ENV: dict[str, t.Any] = {
     "connect_retry_seconds": 1.5, "retry_backoff_seconds": 0.01, "max_retry_after_seconds": 5.5,
     "stream_maps": {}, "stream_map_config": {}, "faker_config": {"locale": "en_US"},
     "flattening_enabled": False, "flattening_max_depth": 1, "flattening_max_key_length": 255,
-    "flattening_separator": "__",
+    "flattening_separator": "__", "log_metrics": True,
 }
 #: tap -> [(sandbox vendor, its settings, the tap's settings beyond the sandbox's)]: together
 #: the variants give every setting of the tap (some exclude one another: one credential
