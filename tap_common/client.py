@@ -108,7 +108,10 @@ class VendorRESTStream(StreamInternals):
     def _report_drift(self, record: dict) -> None:
         """Name each undeclared field once per stream and run: schema drift is visible."""
         reported = self.__dict__.setdefault("_drift_reported", set())
-        new = sorted(n for n in record if n not in self._declared_fields and n not in reported)
+        # The SDK adds the state partition's keys to each record: not the API's fields.
+        from_context = set(self.state_partitioning_keys or ())
+        new = sorted(n for n in record if n not in self._declared_fields and n not in reported
+                     and n not in from_context)
         if new:
             reported.update(new)
             self.logger.warning(
