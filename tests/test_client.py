@@ -212,6 +212,19 @@ def test_an_unreachable_host_fails_within_connect_retry_seconds_naming_it(url):
     assert 0.9 <= elapsed < 5, elapsed
 
 
+def test_tls_to_a_host_without_tls_fails_fast_saying_so(api):
+    settings = {"max_retries": 50, "retry_backoff_seconds": 0.1, "connect_retry_seconds": 0.5}
+    client = VendorClient(api.url.replace("http://", "https://"), throttle=CountingThrottle(),
+                          settings=settings)
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as failure:
+        client.send("GET", "/api/v1/x", caller="x")
+    assert time.monotonic() - started < 5
+    line = str(failure.value)
+    assert "x: GET /api/v1/x on 127.0.0.1: TLS failed" in line
+    assert "check the `api_url` setting and the network" in line
+
+
 def test_a_5xx_keeps_its_longer_budget_beyond_connect_retry_seconds(api):
     api.script("/api/v1/x", *[(503, JSON, {"error": "down", "success": False})] * 4,
                (200, JSON, {"success": True, "data": []}))
