@@ -7,8 +7,8 @@ import base64
 import contextlib
 import logging
 import signal
-import time
 import sys
+import time
 import typing as t
 from functools import cached_property
 
