@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import typing as t
 import uuid
 
@@ -145,7 +146,14 @@ LOGGING = (
 #: and how a config error names them.
 FORMATS = FormatChecker(formats=())
 FORMAT_WORDS = {"date": "a date (YYYY-MM-DD)",
-                "uuid": "a UUID (like 6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f)"}
+                "uuid": "a UUID (like 6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f)",
+                "salesforce-id": "a Salesforce id (15 or 18 letters and digits)"}
+
+
+class SalesforceIdType(th.StringType):
+    """A Salesforce record id: 15 characters, or 18 with the case-safe suffix."""
+
+    string_format = "salesforce-id"
 
 
 @FORMATS.checks("date", raises=ValueError)
@@ -157,6 +165,12 @@ def _is_date(value: object) -> bool:
 @FORMATS.checks("uuid", raises=ValueError)
 def _is_uuid(value: object) -> bool:
     return not isinstance(value, str) or bool(uuid.UUID(value)) and len(value) == 36  # noqa: PLR2004
+
+
+@FORMATS.checks("salesforce-id", raises=ValueError)
+def _is_salesforce_id(value: object) -> bool:
+    return not isinstance(value, str) or bool(re.fullmatch(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?",
+                                                           value))
 
 
 def numbers_from_strings(config: dict[str, t.Any], schema: t.Mapping[str, t.Any]) -> None:

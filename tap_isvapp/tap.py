@@ -92,7 +92,7 @@ class TapIsvapp(VendorTap):
         _ids("export_taxonomy_item_ids", "Taxonomy item IDs"),
         th.Property(
             "export_salesforce_account_ids",
-            th.ArrayType(th.StringType),
+            th.ArrayType(settings.SalesforceIdType),
             description="Limit `taxonomy_item_usage` to these Salesforce account IDs "
             "(15 or 18 characters). Unset: every account.",
         ),

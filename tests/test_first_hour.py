@@ -116,6 +116,17 @@ def test_developer_id_must_be_a_uuid(marketplace):
                for line in error_lines(out.stderr))
 
 
+def test_salesforce_account_ids_must_be_salesforce_ids(isvapp):
+    config = {**config_for(isvapp()), "export_salesforce_account_ids": ["0014x00000AAAAAAAA",
+                                                                        "acme"]}
+    out = run_cli("tap-isvapp", config, "--test")
+
+    assert out.returncode == 1
+    assert any(line.endswith("`export_salesforce_account_ids[1]` must be a Salesforce id (15 or "
+                             "18 letters and digits), not 'acme'.")
+               for line in error_lines(out.stderr)), out.stderr[-2000:]
+
+
 def test_numbers_given_as_strings_are_read_as_numbers(isvapp):
     # As Meltano passes a `string`-kind setting from an environment variable.
     config = {**config_for(isvapp()), "requests_per_second": "400.5", "max_retries": "2",
