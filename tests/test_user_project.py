@@ -164,14 +164,14 @@ COMMON_ENV: dict[str, t.Any] = {
 #: kind, one taxonomy selector, developer_id or vendor_id, legacy or partner mode).
 ENV_VARIANTS: dict[str, list[tuple[str, dict[str, t.Any], dict[str, t.Any]]]] = {
     "tap-isvapp": [
-        ("isvapp", {}, {"requests_per_second": 400.5, "include_health_scores": False,
-                        "include_subscriber_orgs": False,
-                        "export_salesforce_account_ids": ["001000000000001AAA"],
-                        "export_poll_interval_seconds": 0.5, "export_timeout_seconds": 60.5,
-                        "lookback_days": 2, "oauth_scopes": {"account": "identity"}}),
         ("isvapp", {"auth_mode": "api_key"}, {"export_taxonomy_ids": None,
                                               "export_taxonomy_level_ids": ["level-1"]}),
         ("isvapp", {}, {"export_taxonomy_ids": None, "export_taxonomy_item_ids": ["item-1"]}),
+        ("isvapp", {}, {"requests_per_second": 400.5, "include_health_scores": False,
+                        "include_subscriber_orgs": False,
+                        "export_salesforce_account_ids": "ACCOUNT_IDS",
+                        "export_poll_interval_seconds": 0.5, "export_timeout_seconds": 60.5,
+                        "lookback_days": 2, "oauth_scopes": {"account": "identity"}}),
     ],
     "tap-marketplace": [
         ("marketplace", {}, {
@@ -208,6 +208,14 @@ def _forget_config(project: Path, tap: str, prefix: str) -> None:
                                   if not line.startswith(f"{prefix}_")))
 
 
+def _run_select(tap: str, config: dict[str, t.Any]) -> list[str]:
+    """The definition's `select`; in Heroku's partner mode, its partner streams instead."""
+    if config.get("api") == "partner":
+        return ["addons.*", "addon_attachments.*", "partner_apps.*", "app_domains.*",
+                "app_collaborators.*"]
+    return yaml.safe_load((REPO / "plugins" / "extractors" / f"{tap}.yml").read_text())["select"]
+
+
 def _env_value(value: t.Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -216,14 +224,18 @@ def _env_value(value: t.Any) -> str:
 def test_every_setting_from_environment_variables(user_project, tap, tmp_path):
     """Every setting of the tap through an environment variable (numbers included, which
     Meltano 4.4.1 cannot pass as `decimal` settings), then `meltano invoke … --test` against
-    the sandbox: Meltano writes them into the tap's config and the tap accepts every one."""
+    the sandbox: Meltano writes them into the tap's config and the tap accepts every one;
+    the last combination also runs into target-jsonl."""
     project, env = user_project
     prefix = tap.upper().replace("-", "_")
     _forget_config(project, tap, prefix)  # only the environment configures the tap here
     given: set[str] = set()
-    for vendor, sandbox_settings, overrides in ENV_VARIANTS[tap]:
+    for number, (vendor, sandbox_settings, overrides) in enumerate(ENV_VARIANTS[tap], 1):
         with isv_sandbox.start(vendor, **sandbox_settings) as server:
             config = {**server.app.tap_config(), **COMMON_ENV, **overrides}
+            if config.get("export_salesforce_account_ids") == "ACCOUNT_IDS":
+                config["export_salesforce_account_ids"] = [
+                    a["salesforce_id"] for a in server.app.accounts[:3]]
             if config.get("vendor_id") == "VENDOR_ID":
                 config["vendor_id"] = str(server.app.settings.vendor_id)
             if config.get("installs_file") == "INSTALLS_FILE":
@@ -237,7 +249,19 @@ def test_every_setting_from_environment_variables(user_project, tap, tmp_path):
             done = subprocess.run(  # noqa: S603
                 [str(BIN / "meltano"), "invoke", tap, "--test"], cwd=project, env=run_env,
                 capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, f"{vendor} {overrides}:\n{done.stderr[-4000:]}"
-        assert "Connection test passed" in done.stderr
-        assert "Unknown setting" not in done.stderr
+            assert done.returncode == 0, f"{vendor} {overrides}:\n{done.stderr[-4000:]}"
+            assert "Connection test passed" in done.stderr
+            assert "Unknown setting" not in done.stderr
+            if number == len(ENV_VARIANTS[tap]):  # and a whole run, configured the same way
+                output = tmp_path / "output"
+                output.mkdir()
+                run = subprocess.run(  # noqa: S603
+                    [str(BIN / "meltano"), "run", tap, "target-jsonl"], cwd=project,
+                    env={**run_env, "TARGET_JSONL_DESTINATION_PATH": str(output),
+                         "TARGET_JSONL_DO_TIMESTAMP_FILE": "false",
+                         f"{prefix}__SELECT": json.dumps(_run_select(tap, config))},
+                    capture_output=True, text=True, timeout=600, check=False)
+                assert run.returncode == 0, run.stderr[-4000:]
+                assert f"{tap}: run complete:" in run.stderr
+                assert any(path.stat().st_size for path in output.glob("*.jsonl"))
     assert given == set(_settings_of(tap)), "a setting no variant gives"
