@@ -162,7 +162,8 @@ def run_export(executable: str, config: dict, catalog: dict) -> tuple[ProcessRun
         catalog_path.write_text(json.dumps(catalog))
         stderr_path = Path(tmp, "stderr.log")
         with stderr_path.open("wb") as stderr:
-            run = run_tap(executable, config, "--catalog", str(catalog_path), stderr=stderr)
+            run = run_tap(executable, {**config, "log_metrics": True}, "--catalog",
+                          str(catalog_path), stderr=stderr)
         return run, records_emitted(stderr_path.read_bytes())
 
 

@@ -93,7 +93,10 @@ def label(name: str) -> str:
 def setting(name: str, schema: dict[str, t.Any]) -> dict[str, t.Any]:
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else [x for x in types if x != "null"]
-    kind = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
+    # A number is a `string` setting for Meltano: Meltano 4.4.1 makes a `decimal` one given
+    # through an environment variable a Decimal, which it cannot write into the tap's config
+    # (`Object of type Decimal is not JSON serializable`); the taps read "1.5" as 1.5.
+    kind = {"string": "string", "integer": "integer", "number": "string", "boolean": "boolean",
             "array": "array", "object": "object"}[types[0]]
     if kind == "string" and schema.get("format") in {"date", "date-time"}:
         kind = "date_iso8601"

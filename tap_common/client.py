@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import typing as t
 from urllib.parse import ParseResult, parse_qsl, urlencode, urlsplit
 
@@ -17,7 +18,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
-from tap_common import bookmarks
+from tap_common import bookmarks, runlog
 from tap_common._sdk import StreamInternals, mark_record_written, utc_now
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
@@ -62,6 +63,8 @@ class VendorRESTStream(StreamInternals):
     unselected_by_default: t.ClassVar[tuple[str, ...]] = ()
 
     tap: VendorTap
+    #: For the stream's summary line (see ``VendorTap.log_stream_summaries``).
+    records_written = 0
 
     # -- the per-record hot path --------------------------------------------------
     # The SDK copies every record to drop deselected properties, runs it through the
@@ -72,6 +75,7 @@ class VendorRESTStream(StreamInternals):
     # skipped exactly when it cannot change the output.
 
     def write_record_fast(self, record: dict) -> dict | None:
+        self.records_written += 1
         replication_key = self.replication_key
         if replication_key and record.get(replication_key) is None:
             # Every replication key is a documented, required field: a record without one
@@ -188,7 +192,10 @@ class VendorRESTStream(StreamInternals):
     def _report_drift(self, record: dict) -> None:
         """Name each undeclared field once per stream and run: schema drift is visible."""
         reported = self.__dict__.setdefault("_drift_reported", set())
-        new = sorted(n for n in record if n not in self._declared_fields and n not in reported)
+        # The SDK adds the state partition's keys to each record: not the API's fields.
+        from_context = set(self.state_partitioning_keys or ())
+        new = sorted(n for n in record if n not in self._declared_fields and n not in reported
+                     and n not in from_context)
         if new:
             reported.update(new)
             self.logger.warning(
@@ -232,6 +239,8 @@ class VendorRESTStream(StreamInternals):
     # -- failures: one line each -------------------------------------------------------
 
     def sync(self, context: Context | None = None) -> None:
+        runlog.quiet_sdk_notices(self.logger)
+        started = time.monotonic()
         try:
             super().sync(context)
         except SingerSDKError:  # ours (one line already) and the SDK's control flow
@@ -240,6 +249,11 @@ class VendorRESTStream(StreamInternals):
             # A failure without a message of its own still gets one line naming the
             # stream; the traceback goes to DEBUG (tap_common.tap.VendorTap.invoke).
             raise UnexpectedError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        finally:  # a child stream is synced once per parent record: the sum of them
+            self.__dict__["sync_seconds"] = (self.__dict__.get("sync_seconds", 0.0)
+                                             + time.monotonic() - started)
+        if self.parent_stream_type is None:
+            self.tap.log_stream_summaries(self)
 
     def log(self, message: str, *args: t.Any, level: int = logging.INFO, **kwargs: t.Any) -> None:
         if isinstance(message, str) and message.startswith(

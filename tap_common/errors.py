@@ -55,6 +55,12 @@ class UnexpectedError(FatalAPIError):
     """A failure the tap has no specific message for; the traceback is logged at DEBUG."""
 
 
+def sentence(text: str) -> str:
+    """``text`` ending in a full stop, for a hint to follow it (a vendor's message often
+    has its own: "…this resource." + ". Check…" would double it)."""
+    return text if text.rstrip().endswith((".", "!", "?")) else f"{text}."
+
+
 def vendor_message(response: requests.Response) -> str:
     """The vendor's own words from an error body, whatever envelope it uses.
 

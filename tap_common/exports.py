@@ -88,7 +88,8 @@ def wait_for_export(
         status = poll()
         polls += 1
         if status.state == COMPLETED:
-            logger.info("%s: export %s completed after %d polls", stream, export_id, polls)
+            logger.info("%s: export %s completed after %d poll%s", stream, export_id, polls,
+                        "" if polls == 1 else "s")
             return status
         if status.state == UNKNOWN:
             msg = (

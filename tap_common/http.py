@@ -17,11 +17,13 @@ a response remembers whom it was received for (lines about its body name them to
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
 import random
 import re
+import time
 import typing as t
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -41,6 +43,7 @@ from tap_common.errors import (
     PayloadError,
     VendorAPIError,
     VendorRetriableError,
+    sentence,
     vendor_message,
 )
 from tap_common.exports import sniff_small_json
@@ -55,6 +58,7 @@ if t.TYPE_CHECKING:
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_SECONDS = 120.0
 DEFAULT_MAX_RETRY_AFTER_SECONDS = 300.0
+DEFAULT_CONNECT_RETRY_SECONDS = 10.0
 #: What is retried: transient answers and the network failing in any way.
 RETRIED_EXCEPTIONS = (
     ConnectionResetError,
@@ -161,6 +165,10 @@ class VendorClient:
         self.backoff_base = float(settings.get("retry_backoff_seconds", 2))
         self.max_retry_after = float(settings.get("max_retry_after_seconds",
                                                   DEFAULT_MAX_RETRY_AFTER_SECONDS))
+        self.connect_retry_seconds = float(settings.get("connect_retry_seconds",
+                                                        DEFAULT_CONNECT_RETRY_SECONDS))
+        #: (caller, "requests" or "retries") -> count, for the run's summary lines.
+        self.tally: collections.Counter[tuple[str, str]] = collections.Counter()
         self.session = requests.Session()
         adapter = PacedAdapter(throttle)
         self.session.mount("https://", adapter)
@@ -252,6 +260,7 @@ class VendorClient:
 
             def attempt(request: requests.PreparedRequest) -> requests.Response:
                 signed = signer(request.copy())
+                self.tally[self.caller, "requests"] += 1
                 response = self.session.send(signed, timeout=self.timeout, stream=stream,
                                              allow_redirects=follow_redirects)
                 response.sent_for = self.caller  # type: ignore[attr-defined]
@@ -310,8 +319,9 @@ class VendorClient:
                 raise VendorAPIError(str(exc)) from exc
             except NETWORK_EXCEPTIONS as exc:
                 prepared = args[0] if args else None
-                msg = (f"{self.network_error_line(prepared, exc)} (gave up after "
-                       f"{self.max_tries} attempts)")
+                line = (self.unreachable_line(prepared, exc) if is_unreachable(exc)
+                        else self.network_error_line(prepared, exc))
+                msg = f"{line} (gave up after {self.max_tries} attempts)"
                 raise NetworkError(msg) from exc
 
         return request
@@ -321,7 +331,21 @@ class VendorClient:
         attempt = 0
         exception = yield  # type: ignore[misc]
         limit = self.max_retry_after
+        unreachable_since: float | None = None
         while True:
+            if is_unreachable(exception):
+                # Retrying a host that cannot be reached rarely helps: a short budget.
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                left = self.connect_retry_seconds - (now - unreachable_since)
+                if left <= 0:
+                    msg = (f"{self.unreachable_line(None, exception)} (gave up after "
+                           f"{attempt + 1} attempts in {self.connect_retry_seconds:g} s, "
+                           "`connect_retry_seconds`)")
+                    raise HostUnreachableError(msg)
+                attempt += 1
+                exception = yield min(self.backoff_base * 2 ** (attempt - 1), left)
+                continue
             retry_after = retry_after_seconds(exception)
             if retry_after is not None and retry_after > limit:
                 msg = (f"{exception}; it asks to wait {retry_after:.0f} s (Retry-After) before "
@@ -335,6 +359,18 @@ class VendorClient:
             attempt += 1
             exception = yield wait
 
+    def unreachable_line(self, prepared: t.Any, exception: BaseException) -> str:
+        """``caller: GET /path on host: reason; check …`` (never the URL's query)."""
+        request = prepared if isinstance(prepared, requests.PreparedRequest) else \
+            getattr(exception, "request", None)
+        line = self.network_error_line(request, exception, with_host=True)
+        url = request.url or "" if request is not None else self.api_url
+        if self.is_api(url):
+            return f"{line}; check the `api_url` setting and the network"
+        if origin(url) in self.named_hosts:
+            return f"{line}; check the setting that names this host, and the network"
+        return f"{line}; check the network (the API gave this URL)"
+
     @staticmethod
     def jitter(value: float) -> float:
         # Up to 10 % extra, never less than asked: a Retry-After is a floor.
@@ -343,6 +379,13 @@ class VendorClient:
     def log_retry(self, details: Details) -> None:
         exception = details.get("exception")
         args = details.get("args") or ()
+        self.tally[self.caller, "retries"] += 1
+        if is_unreachable(exception):
+            self.logger.warning(
+                "%s; retrying in %.2f s (for up to %g s in all, `connect_retry_seconds`)",
+                self.unreachable_line(args[0] if args else None, exception),
+                details.get("wait", 0), self.connect_retry_seconds)
+            return
         self.logger.warning(
             "%s; retrying in %.2f s (attempt %d of %d)",
             exception if isinstance(exception, RetriableAPIError)
@@ -368,7 +411,7 @@ class VendorClient:
         if status >= 400:  # noqa: PLR2004
             line = self.error_line(response)
             if status in (401, 403):  # noqa: PLR2004
-                raise CredentialRejectedError(f"{line}. {self.credential_hint(status)}")
+                raise CredentialRejectedError(f"{sentence(line)} {self.credential_hint(status)}")
             if status in RETRY_STATUSES or status in retry_statuses:
                 raise VendorRetriableError(line, response)
             raise VendorAPIError(line)
@@ -440,11 +483,14 @@ class VendorClient:
         return f"{parts.hostname} (download URL)"
 
     def network_error_line(self, prepared: t.Any, exception: BaseException | None, *,
-                           caller: str | None = None) -> str:
-        """``stream: GET /path: the connection was refused`` (never the URL's query)."""
+                           caller: str | None = None, with_host: bool = False) -> str:
+        """``stream: GET /path: the connection was refused`` (never the URL's query);
+        ``with_host`` names the API's host too (other hosts are named anyway)."""
         request = prepared if isinstance(prepared, requests.PreparedRequest) else None
         where = (f"{request.method} {self.describe_url(request.url or '')}" if request
                  else "a request")
+        if with_host and self.is_api(request.url or "" if request else self.api_url):
+            where += f" on {urlsplit(self.api_url).hostname}"
         return f"{caller or self.caller}: {where}: {network_reason(exception)}"
 
     # -- bodies ------------------------------------------------------------------------
@@ -528,11 +574,34 @@ def network_reason(exception: BaseException | None) -> str:
         reason = "the connection broke off in the middle of the answer"
     elif "RemoteDisconnected" in text or "without response" in text:
         reason = "the server closed the connection without answering"
+    elif isinstance(exception, requests.exceptions.SSLError):
+        reason = ("TLS failed: the certificate could not be verified"
+                  if "CERTIFICATE_VERIFY_FAILED" in text else
+                  "TLS failed: the host does not speak TLS there (an http:// URL?)"
+                  if "WRONG_VERSION_NUMBER" in text else "the TLS handshake failed")
     elif (match := _ERRNO_RE.search(text)) is not None:
         reason = f"cannot connect: {match.group(1).strip()}"
     else:
         reason = redact(text)[:200]
     return f"{reason} ({type(exception).__name__})"
+
+
+class HostUnreachableError(NetworkError):
+    """The host could not be reached (DNS, refused, TLS) within ``connect_retry_seconds``."""
+
+
+def is_unreachable(exception: BaseException | None) -> bool:
+    """A failure to reach the host at all: its name does not resolve, it refuses the
+    connection, or TLS fails. A timeout is not one (a slow host may answer later)."""
+    if isinstance(exception, requests.exceptions.SSLError):
+        return True
+    if not isinstance(exception, requests.exceptions.ConnectionError) or \
+            isinstance(exception, requests.exceptions.ConnectTimeout):
+        return False
+    reason = exception.args[0] if exception.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps the cause
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError,
+                               urllib3.exceptions.SSLError, ConnectionRefusedError))
 
 
 def retry_after_seconds(exception: t.Any) -> float | None:

@@ -10,7 +10,10 @@ only the checks that span settings (or need today's date).
 from __future__ import annotations
 
 import datetime as dt
+import difflib
+import re
 import typing as t
+import uuid
 
 from jsonschema import FormatChecker
 from singer_sdk import typing as th
@@ -95,6 +98,16 @@ HTTP_CLIENT = (
         description="Retries of a request that failed with 429, 5xx or a network error.",
     ),
     th.Property(
+        "connect_retry_seconds",
+        th.NumberType(minimum=0),
+        default=10,
+        description=(
+            "How long a request whose host cannot be reached (DNS failure, connection "
+            "refused, TLS error) is retried before the run fails, naming the host: retrying "
+            "longer rarely helps, unlike a 429 or 5xx, which get `max_retries`."
+        ),
+    ),
+    th.Property(
         "retry_backoff_seconds",
         th.NumberType(minimum=0),
         default=2,
@@ -115,16 +128,85 @@ HTTP_CLIENT = (
 )
 
 
+#: What the log holds, the same in every tap (see ``tap_common.runlog``).
+LOGGING = (
+    th.Property(
+        "log_metrics",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Log the SDK's METRIC lines (JSON, one per request and counter). Off, the log "
+            "has one summary line per stream and one per run; a run at DEBUG logs them too."
+        ),
+    ),
+)
+
+
 #: The string formats the taps check (JSON Schema only annotates ``format`` unless asked),
 #: and how a config error names them.
 FORMATS = FormatChecker(formats=())
-FORMAT_WORDS = {"date": "a date (YYYY-MM-DD)"}
+FORMAT_WORDS = {"date": "a date (YYYY-MM-DD)",
+                "uuid": "a UUID (like 6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f)",
+                "salesforce-id": "a Salesforce id (15 or 18 letters and digits)"}
+
+
+class SalesforceIdType(th.StringType):
+    """A Salesforce record id: 15 characters, or 18 with the case-safe suffix."""
+
+    string_format = "salesforce-id"
 
 
 @FORMATS.checks("date", raises=ValueError)
 def _is_date(value: object) -> bool:
     # As the streams read it: the first ten characters, so a timestamp's date part counts too.
     return not isinstance(value, str) or bool(dt.date.fromisoformat(value[:10]))
+
+
+@FORMATS.checks("uuid", raises=ValueError)
+def _is_uuid(value: object) -> bool:
+    return not isinstance(value, str) or bool(uuid.UUID(value)) and len(value) == 36  # noqa: PLR2004
+
+
+@FORMATS.checks("salesforce-id", raises=ValueError)
+def _is_salesforce_id(value: object) -> bool:
+    return not isinstance(value, str) or bool(re.fullmatch(r"[A-Za-z0-9]{15}([A-Za-z0-9]{3})?",
+                                                           value))
+
+
+def numbers_from_strings(config: dict[str, t.Any], schema: t.Mapping[str, t.Any]) -> None:
+    """Numeric settings given as strings ("1.5"), made numbers in ``config``, in place.
+
+    Meltano passes a setting from an environment variable as the string it is when the
+    setting's kind is ``string``, which is the kind the plugin definitions give the
+    ``number`` settings: Meltano 4.4.1 turns a ``decimal`` kind into a ``Decimal`` that
+    it then cannot write into the tap's config file. A string that is not a number is
+    left as it is, for the schema's error naming the setting.
+    """
+    for name, prop in schema.get("properties", {}).items():
+        value = config.get(name)
+        types = prop.get("type", [])
+        types = {types} if isinstance(types, str) else set(types)
+        if not isinstance(value, str) or not types & {"number", "integer"}:
+            continue
+        try:
+            number = float(value.strip())
+        except ValueError:
+            continue
+        if "integer" in types and number.is_integer():
+            config[name] = int(number)
+        elif "number" in types:
+            config[name] = number
+
+
+def unknown_settings(config: t.Mapping[str, t.Any], known: t.Collection[str]) -> list[str]:
+    """One warning per setting the tap does not know (a typo is otherwise ignored silently,
+    and the run uses the default), naming the closest known setting if one is close."""
+    warnings = []
+    for name in sorted(set(config) - set(known)):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"Unknown setting `{name}` is ignored{hint}")
+    return warnings
 
 
 def start_date_errors(config: t.Mapping[str, t.Any]) -> list[str]:

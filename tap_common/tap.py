@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import signal
 import sys
+import time
 import typing as t
 from functools import cached_property
 
@@ -17,7 +19,7 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities, TapCapabilities
 
-from tap_common import redact, settings, writer
+from tap_common import redact, runlog, settings, writer
 from tap_common._sdk import TapInternals
 from tap_common.http import VendorClient
 from tap_common.ratelimit import RequestThrottle
@@ -25,7 +27,9 @@ from tap_common.responses import ErrorEnvelope
 from tap_common.writer import OrjsonSingerWriter
 
 #: The settings of the HTTP client, shared by every tap (kept under this name for the taps).
-COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT)
+COMMON_SETTINGS = th.PropertiesList(*settings.HTTP_CLIENT, *settings.LOGGING)
+#: How ``--test``'s requests are named in its lines.
+CONNECTION_TEST = "connection test"
 
 
 class Terminated(BaseException):
@@ -41,6 +45,13 @@ class Terminated(BaseException):
             return signal.Signals(self.signum).name
         except ValueError:
             return f"signal {self.signum}"
+
+
+def _descendants(stream: t.Any) -> list[t.Any]:
+    found = []
+    for child in stream.child_streams:
+        found += [child, *_descendants(child)]
+    return found
 
 
 def _describe_config_error(error: ValidationError, secrets: set[str]) -> str:
@@ -123,11 +134,16 @@ class VendorTap(TapInternals):
     basic_auth_settings: t.ClassVar[tuple[str, str] | None] = None
     #: Regexes of URL path segments that work as credentials (group ``secret``).
     signed_paths: t.ClassVar[tuple[str, ...]] = ()
+    #: What ``--test`` reads, for ``--help`` ("Check the connection: ..." precedes it).
+    connection_test_reads: t.ClassVar[str] = "one page of the API"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         redact.install()
+        runlog.quiet_sdk_notices(self.logger, logging.getLogger("singer_sdk"))
         super().__init__(*args, **kwargs)
         self.protect_secrets()
+        runlog.set_metrics_logging(runlog.metrics_wanted(bool(self.config.get("log_metrics")),
+                                                         self.logger))
 
     def protect_secrets(self) -> None:
         """Register what must never appear in a log line: secret settings, their Basic
@@ -198,6 +214,9 @@ class VendorTap(TapInternals):
         self.append_builtin_config(schema)
         properties = schema.get("properties", {})
         secrets = {name for name, prop in properties.items() if prop.get("secret")}
+        settings.numbers_from_strings(self.settings_as_given, schema)
+        for warning in settings.unknown_settings(self.settings_as_given, properties):
+            self.logger.warning("%s", warning)
         validator = JSONSchemaValidator(schema, format_checker=settings.FORMATS)
         errors = [_describe_config_error(error, secrets)
                   for error in validator.iter_errors(self.settings_as_given)]
@@ -207,9 +226,42 @@ class VendorTap(TapInternals):
             raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
         return errors
 
+    def run_connection_test(self) -> bool:
+        """``--test``: one cheap authenticated read per credential, never an export or a
+        sync (the SDK's default syncs a record of every stream, which starts exports).
+        Each check of ``connection_checks`` logs what it reached."""
+        with self.client.acting_for(CONNECTION_TEST):
+            for reached in self.connection_checks():
+                self.logger.info("Connection test: %s", reached)
+        self.logger.info("Connection test passed")
+        return True
+
+    def connection_checks(self) -> t.Iterator[str]:
+        """Send the reads of ``--test``, one per credential; yield what each reached."""
+        raise NotImplementedError
+
     def sync_all(self) -> None:
         writer.forget_last_state()
+        started = time.monotonic()
         super().sync_all()
+        tally = self.client.tally
+        synced = [s for s in self.streams.values() if s.__dict__.get("sync_seconds")]
+        self.logger.info("%s", runlog.run_summary(
+            self.name, len(synced), sum(s.records_written for s in synced),
+            sum(n for (_, kind), n in tally.items() if kind == "requests"),
+            sum(n for (_, kind), n in tally.items() if kind == "retries"),
+            time.monotonic() - started))
+
+    def log_stream_summaries(self, stream: t.Any) -> None:
+        """One line for ``stream`` (a top-level stream that just ended) and one for each
+        stream below it that was synced."""
+        tally = self.client.tally
+        for each in [stream, *_descendants(stream)]:
+            if each.__dict__.get("sync_seconds") is None:
+                continue
+            self.logger.info("%s", runlog.stream_summary(
+                each.name, each.records_written, tally[each.name, "requests"],
+                tally[each.name, "retries"], each.sync_seconds))
 
     def on_termination(self, signum: int) -> None:
         # The SDK writes the live state and exits 0, which tells a scheduler the run
@@ -225,9 +277,30 @@ class VendorTap(TapInternals):
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:  # type: ignore[override]
-        """``--test``, with failures reported like a run's."""
+        """``--test``, with failures reported like a run's, config errors included (the
+        SDK reports those for a run only: a callback runs before its handler)."""
         with cls._one_line_on_failure():
-            super().cb_test(ctx, param, value)
+            try:
+                super().cb_test(ctx, param, value)
+            except ConfigValidationError as exc:
+                cls.report_config_errors(exc)
+                ctx.exit(1)
+
+    @classmethod
+    def report_config_errors(cls, exc: ConfigValidationError) -> None:
+        """Each config error on its own line, as the SDK's command reports a run's."""
+        for error in exc.errors:
+            cls.logger.error("%s", error)
+        cls.logger.error("Config validation failed")
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        command = super().get_singer_command()
+        for option in command.params:
+            if option.name == "test":  # the SDK's text says it syncs a record per stream
+                option.help = (f"Check the connection and exit: {cls.connection_test_reads}; "
+                               "no data is synced. --test=schema prints the schemas.")
+        return command
 
     @classmethod
     @contextlib.contextmanager

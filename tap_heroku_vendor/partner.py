@@ -35,7 +35,13 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator
 
 from tap_common.auth import PerOriginAuth, origin
-from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
+from tap_common.errors import (
+    CredentialRejectedError,
+    PaginationError,
+    PayloadError,
+    VendorAPIError,
+    sentence,
+)
 from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
 from tap_common.redact import REDACTOR
@@ -345,6 +351,11 @@ class PartnerSession:
             return request
         return HTTPBasicAuth(*self._manifest)(request)
 
+    @property
+    def has_manifest(self) -> bool:
+        """Whether the manifest credentials are set (the listing check is possible)."""
+        return self._manifest is not None
+
     def host_of(self, url: str) -> str | None:
         """``api``, ``token`` or ``addons``: which configured host a URL is on."""
         found = origin(url)
@@ -523,11 +534,11 @@ class PartnerSession:
         if _final(response):
             line = self.client.error_line(response)
             if response.status_code in (401, 403):  # noqa: PLR2004
-                msg = (f"{line}. addons.heroku.com rejected the add-on manifest credentials: "
+                msg = (f"{sentence(line)} addons.heroku.com rejected the add-on manifest credentials: "
                        "check `manifest_id` and `manifest_password` (or unset both to skip "
                        "the check for installs without a refresh token).")
                 raise CredentialRejectedError(msg)
-            msg = (f"{line}. The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
+            msg = (f"{sentence(line)} The list of installs ({LISTING_PATH} on `addons_api_url`) is not "
                    "publicly documented; unset `manifest_id` and `manifest_password` to run "
                    "without the check for installs without a refresh token.")
             raise VendorAPIError(msg)
@@ -539,12 +550,12 @@ class PartnerSession:
             "check the `oauth_client_secret` setting (the add-on's OAuth client secret, "
             "from the Add-on Partner Portal; `oauth_token_url` must be Heroku's token endpoint)")
         if refused.code == "invalid_client":
-            msg = f"{refused.line}. Heroku refused the OAuth client: {client_hint}."
+            msg = f"{sentence(refused.line)} Heroku refused the OAuth client: {client_hint}."
             raise CredentialRejectedError(msg)
         if refused.code in OAUTH_REQUEST_ERRORS:
             # The token endpoint says the request itself is wrong, not this install's
             # grant: every install would be skipped alike, so the run ends.
-            msg = (f"{refused.line}. Heroku's token endpoint refused the request itself "
+            msg = (f"{sentence(refused.line)} Heroku's token endpoint refused the request itself "
                    f"({refused.code}), not this install's grant: check `oauth_token_url`.")
             raise VendorAPIError(msg)
         if refused.code != "invalid_grant":
@@ -556,7 +567,7 @@ class PartnerSession:
             if self.tokens_issued == 0 and (
                 self.ambiguous_refusals >= min(AMBIGUOUS_REFUSALS_BEFORE_FAILING, len(self.installs))
             ):
-                msg = (f"{refused.line}. Heroku refused the first {self.ambiguous_refusals} "
+                msg = (f"{sentence(refused.line)} Heroku refused the first {self.ambiguous_refusals} "
                        f"token request(s) without saying why: {client_hint}, and that the "
                        "refresh tokens belong to this add-on.")
                 raise CredentialRejectedError(msg)

@@ -24,7 +24,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_common._sdk import write_state_now
 from tap_common.client import VendorRESTStream
-from tap_common.errors import CredentialRejectedError
+from tap_common.errors import CredentialRejectedError, sentence
 from tap_heroku_vendor import schemas
 from tap_heroku_vendor.partner import (
     ACCEPT_V3,
@@ -109,7 +109,7 @@ class PartnerStream(VendorRESTStream):
             install = session.current
             if status == 401 and install is not None:  # noqa: PLR2004
                 # Its token already renewed once, by the authenticator (InstallToken).
-                msg = (f"{self.error_line(response)}. Heroku rejected a freshly issued access "
+                msg = (f"{sentence(self.error_line(response))} Heroku rejected a freshly issued access "
                        f"token for add-on resource {install.uuid}: the OAuth client "
                        "(`oauth_client_secret`) may not belong to this add-on, or `api_url` is "
                        "not the Platform API.")

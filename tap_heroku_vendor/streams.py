@@ -9,7 +9,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.pagination import HeaderLinkPaginator
 
 from tap_common.client import VendorRESTStream
-from tap_common.errors import VendorAPIError
+from tap_common.errors import VendorAPIError, sentence
 from tap_heroku_vendor import schemas
 
 if t.TYPE_CHECKING:
@@ -34,7 +34,7 @@ class AppsStream(VendorRESTStream):
         if response.status_code in (404, 410):
             # Heroku announced the end of life of this API for 3 July 2023.
             msg = (
-                f"{self.error_line(response)}. Heroku no longer answers the Legacy App Info "
+                f"{sentence(self.error_line(response))} Heroku no longer answers the Legacy App Info "
                 "API for this add-on: use the Platform API for Partners instead, with "
                 "`api: partner`, `oauth_client_secret` and `installs` or `installs_file` "
                 "(each install's resource_uuid and refresh_token); see docs/tap-heroku-vendor.md, "

@@ -15,6 +15,7 @@ from singer_sdk.authenticators import BasicAuthenticator
 
 from tap_common import settings
 from tap_common.auth import origin
+from tap_common.errors import VendorAPIError
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
@@ -32,6 +33,11 @@ class TapHerokuVendor(VendorTap):
     name = "tap-heroku-vendor"
     error_envelope = IdMessageEnvelope()
     basic_auth_settings = ("manifest_id", "manifest_password")
+    connection_test_reads = (
+        "api: legacy reads the first page of /vendor/apps (the manifest credentials); "
+        "api: partner issues the first install's access token (`oauth_client_secret` and "
+        "its refresh token) and reads its add-on, and with `manifest_id` the first page of "
+        "addons.heroku.com's list of installs")
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -204,6 +210,42 @@ class TapHerokuVendor(VendorTap):
                 partner_api.TOKEN_HOST_ENVELOPE,
             str(self.config.get("addons_api_url") or partner_api.DEFAULT_ADDONS_API_URL): None,
         }
+
+    def connection_checks(self) -> t.Iterator[str]:
+        if not self.partner_mode:
+            apps = self.client.decode_json(self.client.send("GET", streams.AppsStream.path),
+                                           "$[*]")
+            yield (f"Heroku's App Info API accepted the manifest credentials "
+                   f"({len(apps)} app(s) on the first page)")
+            return
+        session = self.partner
+        # One install stands for all: a run reads the others with the same client secret,
+        # and a refused grant skips its install rather than failing the run.
+        installs, _ = partner_api.read_installs(self.config)
+        session.installs = {installs[0].uuid: installs[0]} if installs else {}
+        if not installs:
+            msg = "installs and installs_file hold no install to test the connection with"
+            raise VendorAPIError(msg)
+        install = session.use(installs[0].uuid)
+        try:
+            session.ensure_token()
+        except partner_api.InstallSkipped:
+            msg = (f"Heroku refused the refresh token of the first install (add-on resource "
+                   f"{install.uuid}): check it, or the order of installs")
+            raise VendorAPIError(msg) from None
+        addon = self.client.decode_json(self.client.send(
+            "GET", f"/addons/{install.uuid}", credentials=session.authenticator,
+            headers={"Accept": partner_api.ACCEPT_V3}), "$")
+        yield (f"Heroku issued an access token for add-on resource {install.uuid} and "
+               f"answered with its add-on ({addon.get('name')})")
+        if session.has_manifest:
+            response = self.client.send(
+                "GET", session.addons_url + partner_api.LISTING_PATH,
+                headers={"Accept": "application/json"}, follow_redirects=False,
+                credentials=session.authenticator, validate=session.check_listing_response)
+            listed = partner_api.listing_entries(self.client.decode_json(response))
+            yield (f"addons.heroku.com accepted the manifest credentials ({len(listed)} "
+                   "install(s) on the first page of its list)")
 
     def discover_streams(self) -> list:
         if self.partner_mode:

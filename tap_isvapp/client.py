@@ -19,7 +19,7 @@ from singer_sdk.authenticators import BearerTokenAuthenticator
 
 from tap_common.auth import HostBoundAuth
 from tap_common.client import VendorRESTStream
-from tap_common.errors import CredentialRejectedError, PayloadError
+from tap_common.errors import CredentialRejectedError, PayloadError, sentence
 from tap_common.http import RenewedOnceOn401
 from tap_common.redact import REDACTOR
 
@@ -84,7 +84,7 @@ class ClientCredentialsToken(RenewedOnceOn401):
 
     def check_token_response(self, response: requests.Response) -> None:
         if response.status_code in (401, 403):  # noqa: PLR2004
-            msg = (f"{self.client.error_line(response)}. ISVapp rejected the OAuth2 client "
+            msg = (f"{sentence(self.client.error_line(response))} ISVapp rejected the OAuth2 client "
                    "credentials: check the `client_id` and `client_secret` settings (token "
                    f"requested for scope `{self.scope}`).")
             raise CredentialRejectedError(msg)
@@ -138,7 +138,7 @@ class IsvappCredentials:
         status = response.status_code
         if status in (401, 403) and self.client.is_api(response.url):  # noqa: PLR2004
             hint = self.rejection_hint(status, scope)
-            raise CredentialRejectedError(f"{self.client.error_line(response)}. {hint}")
+            raise CredentialRejectedError(f"{sentence(self.client.error_line(response))} {hint}")
 
     def rejection_hint(self, status: int, scope: str) -> str:
         """What a 401/403 from the API means for the configured credential."""

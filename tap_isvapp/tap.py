@@ -19,8 +19,8 @@ if t.TYPE_CHECKING:
 
 #: ISVapp's documented limit, on every endpoint: two requests per second.
 ISVAPP_REQUESTS_PER_SECOND = 2.0
-#: ``--test`` reads the account, as ISVapp recommends; its name in `oauth_scopes` and log
-#: lines, and the scope it asks for unless `oauth_scopes` says otherwise.
+#: ``--test`` reads the account, as ISVapp recommends; its name in `oauth_scopes`, and the
+#: scope it asks for unless `oauth_scopes` says otherwise.
 CONNECTION_TEST = "account"
 CONNECTION_TEST_PATH = "/api/v1/account"
 CONNECTION_TEST_SCOPE = "identity"
@@ -44,6 +44,8 @@ class TapIsvapp(VendorTap):
     default_requests_per_second = ISVAPP_REQUESTS_PER_SECOND
     error_envelope = SuccessFlagEnvelope()
     basic_auth_settings = ("client_id", "client_secret")
+    connection_test_reads = ("reads the account (GET /api/v1/account, with the `api_key` or "
+                             "an OAuth2 token of scope identity)")
     #: An export's download URL works without credentials: its last segment is the key.
     signed_paths = (r"/download/(?P<secret>[A-Za-z0-9_.~%+=-]+)",)
 
@@ -90,7 +92,7 @@ class TapIsvapp(VendorTap):
         _ids("export_taxonomy_item_ids", "Taxonomy item IDs"),
         th.Property(
             "export_salesforce_account_ids",
-            th.ArrayType(th.StringType),
+            th.ArrayType(settings.SalesforceIdType),
             description="Limit `taxonomy_item_usage` to these Salesforce account IDs "
             "(15 or 18 characters). Unset: every account.",
         ),
@@ -159,7 +161,7 @@ class TapIsvapp(VendorTap):
                 "or deselect the stream."])
         super().sync_all()
 
-    def run_connection_test(self) -> bool:
+    def connection_checks(self) -> t.Iterator[str]:
         """``GET /api/v1/account`` (scope identity), as ISVapp recommends."""
         scope = self.scope_for(CONNECTION_TEST, CONNECTION_TEST_SCOPE)
 
@@ -167,13 +169,12 @@ class TapIsvapp(VendorTap):
             self.credentials.raise_if_rejected(response, scope)
             self.client.check(response)
 
-        response = self.client.send("GET", CONNECTION_TEST_PATH, caller=CONNECTION_TEST,
+        response = self.client.send("GET", CONNECTION_TEST_PATH,
                                     credentials=self.credentials.authenticator(scope),
                                     validate=check)
-        account = self.client.decode_json(response, "$.data", caller=CONNECTION_TEST)
-        self.logger.info("Connected to the ISVapp account of %s (id %s)",
-                         account.get("company_name"), account.get("id"))
-        return True
+        account = self.client.decode_json(response, "$.data")
+        yield (f"Connected to the ISVapp account of {account.get('company_name')} "
+               f"(id {account.get('id')})")
 
     def discover_streams(self) -> list:
         return [stream_class(self) for stream_class in streams.STREAMS]

@@ -17,8 +17,6 @@ from tap_marketplace.client import REPORTING
 from tap_marketplace.streams import report_settings
 
 AGGREGATIONS = ("week", "month")
-#: How ``--test``'s requests are named in its lines.
-CONNECTION_TEST = "connection test"
 
 
 class TapMarketplace(VendorTap):
@@ -27,6 +25,8 @@ class TapMarketplace(VendorTap):
     name = "tap-marketplace"
     error_envelope = ErrorsListEnvelope()
     basic_auth_settings = ("username", "api_token")
+    connection_test_reads = ("reads the developer space (`developer_id`, or the one of "
+                             "`vendor_id`) and one license of its reporting; starts no export")
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -45,7 +45,7 @@ class TapMarketplace(VendorTap):
         ),
         th.Property(
             "developer_id",
-            th.StringType,
+            th.UUIDType,
             description="The developer space id (a UUID). Either this or `vendor_id` is "
             "required.",
         ),
@@ -169,24 +169,20 @@ class TapMarketplace(VendorTap):
                 self._developer_id = str(resolved)
             return self._developer_id
 
-    def run_connection_test(self) -> bool:
-        """Two reads instead of the SDK's dry run, which would start an export for each
-        export stream: the developer space (the credentials and the space are right) and
-        one license of its reporting (the account may read reports)."""
+    def connection_checks(self) -> t.Iterator[str]:
+        """The developer space (the credentials and the space are right) and one license
+        of its reporting (the account may read reports); no export is started."""
         client = self.client
-        with client.acting_for(CONNECTION_TEST):
-            developer_id = self.developer_id()
-            space = client.decode_json(
-                client.send("GET", f"/rest/3/developer-space/{developer_id}"), "$",
-                fields=("id",))
-            client.decode_json(
-                client.send("GET", REPORTING.format(developerId=developer_id) + "/licenses",
-                            params={"offset": 0, "limit": 1}), "$.licenses[*]",
-                # As the licenses stream reads it: the spec types the collection as one object.
-                one_as_many=True)
-        self.logger.info("Connected to the developer space %s (%s); its reporting is readable",
-                         space.get("name"), developer_id)
-        return True
+        developer_id = self.developer_id()
+        space = client.decode_json(
+            client.send("GET", f"/rest/3/developer-space/{developer_id}"), "$", fields=("id",))
+        client.decode_json(
+            client.send("GET", REPORTING.format(developerId=developer_id) + "/licenses",
+                        params={"offset": 0, "limit": 1}), "$.licenses[*]",
+            # As the licenses stream reads it: the spec types the collection as one object.
+            one_as_many=True)
+        yield (f"Connected to the developer space {space.get('name')} ({developer_id}); "
+               "its reporting is readable")
 
     # -- streams --------------------------------------------------------------------
 

@@ -274,7 +274,7 @@ DISCOVERY_CONFIG: dict[str, dict[str, t.Any]] = {
 def discovery_tap(vendor: str) -> t.Any:
     """A tap instance of the vendor (no requests): its streams as declared."""
     if vendor not in _DISCOVERY:
-        config = {"api_url": "http://127.0.0.1:9", "developer_id": "d", "username": "u",
+        config = {"api_url": "http://127.0.0.1:9", "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f", "username": "u",
                   "api_token": "t", "manifest_id": "m", "manifest_password": "p",
                   "api_key": "k", **DISCOVERY_CONFIG.get(vendor, {})}
         _DISCOVERY[vendor] = TAPS[vendor](config=config, parse_env_config=False,

@@ -189,9 +189,49 @@ def test_network_failure_is_one_line_without_the_url_query():
     with pytest.raises(NetworkError) as failure:
         closed.send("GET", "/api/v1/x", params={"signature": "s3cr3t"}, caller="x")
     line = str(failure.value)
-    assert line.startswith("x: GET /api/v1/x: cannot connect")
+    assert line.startswith("x: GET /api/v1/x on 127.0.0.1: cannot connect")
+    assert "check the `api_url` setting and the network" in line
     assert line.endswith("(gave up after 3 attempts)")
     assert "s3cr3t" not in line
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9", "http://no-such-host.invalid"])
+def test_an_unreachable_host_fails_within_connect_retry_seconds_naming_it(url):
+    # Many retries allowed for 5xx, a short budget for a host that cannot be reached.
+    settings = {"max_retries": 50, "retry_backoff_seconds": 0.2, "connect_retry_seconds": 1}
+    client = VendorClient(url, throttle=CountingThrottle(), settings=settings)
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as failure:
+        client.send("GET", "/api/v1/x", caller="x")
+    elapsed = time.monotonic() - started
+    line = str(failure.value)
+    host = url.split("//")[1].split(":")[0]
+    assert line.startswith(f"x: GET /api/v1/x on {host}: cannot connect")
+    assert "check the `api_url` setting and the network" in line
+    assert "in 1 s, `connect_retry_seconds`)" in line
+    assert 0.9 <= elapsed < 5, elapsed
+
+
+def test_tls_to_a_host_without_tls_fails_fast_saying_so(api):
+    settings = {"max_retries": 50, "retry_backoff_seconds": 0.1, "connect_retry_seconds": 0.5}
+    client = VendorClient(api.url.replace("http://", "https://"), throttle=CountingThrottle(),
+                          settings=settings)
+    started = time.monotonic()
+    with pytest.raises(NetworkError) as failure:
+        client.send("GET", "/api/v1/x", caller="x")
+    assert time.monotonic() - started < 5
+    line = str(failure.value)
+    assert "x: GET /api/v1/x on 127.0.0.1: TLS failed" in line
+    assert "check the `api_url` setting and the network" in line
+
+
+def test_a_5xx_keeps_its_longer_budget_beyond_connect_retry_seconds(api):
+    api.script("/api/v1/x", *[(503, JSON, {"error": "down", "success": False})] * 4,
+               (200, JSON, {"success": True, "data": []}))
+    response = make_client(api, max_retries=4, retry_backoff_seconds=0.05,
+                           connect_retry_seconds=0).send("GET", "/api/v1/x", caller="x")
+    assert response.status_code == 200
+    assert api.count("/api/v1/x") == 5
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -354,7 +394,7 @@ def test_a_tap_has_one_client_whose_session_every_stream_uses():
 
     configs = {
         TapIsvapp: {"api_key": "k", "api_url": "http://127.0.0.1:9"},
-        TapMarketplace: {"username": "u", "api_token": "t", "developer_id": "d",
+        TapMarketplace: {"username": "u", "api_token": "t", "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f",
                          "api_url": "http://127.0.0.1:9"},
         TapHerokuVendor: {"manifest_id": "m", "manifest_password": "p",
                           "api_url": "http://127.0.0.1:9"},

@@ -61,7 +61,7 @@ def isvapp_catalog(server, *streams: str) -> dict:
 
 def marketplace_catalog(*streams: str) -> dict:
     return catalog_selecting(TapMarketplace, {"username": "u", "api_token": "t",
-                                              "developer_id": "d"}, streams)
+                                              "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f"}, streams)
 
 
 # -- the vendor's error envelope with HTTP 200 -------------------------------------------
@@ -255,7 +255,8 @@ def test_storage_host_unreachable_is_one_line_without_signatures_even_at_debug(i
 
     line = one_error_line(out)
     assert re.search(r"package_usage_logs: GET 127\.0\.0\.2 \(download URL\): cannot connect: "
-                     r"Connection refused \(ConnectionError\) \(gave up after 3 attempts\)$",
+                     r"Connection refused \(ConnectionError\); check the network \(the API gave "
+                     r"this URL\) \(gave up after 3 attempts\)$",
                      line), line
     everything = out.stdout + out.stderr
     assert "signature=" not in everything and "expires=" not in everything
@@ -304,6 +305,7 @@ def test_a_failing_connection_test_is_one_line_too():
     out = run_cli("tap-isvapp", config, "--test")
 
     line = one_error_line(out)
-    assert line.endswith("account: GET /api/v1/account: cannot connect: Connection refused "
-                         "(ConnectionError) (gave up after 2 attempts)")
+    assert line.endswith("connection test: GET /api/v1/account on 127.0.0.1: cannot connect: "
+                         "Connection refused (ConnectionError); check the `api_url` setting "
+                         "and the network (gave up after 2 attempts)")
     assert "an-api-key-never-shown" not in out.stderr

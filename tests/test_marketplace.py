@@ -278,7 +278,7 @@ def test_export_stuck_in_progress_fails_naming_the_export(marketplace):
 
 def catalog_with(*names):
     return catalog_selecting(TapMarketplace, {"username": "u", "api_token": "t",
-                                              "developer_id": "d"}, names)
+                                              "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f"}, names)
 
 
 # -- licenses: keys, the 2018 split ----------------------------------------------------

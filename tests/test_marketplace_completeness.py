@@ -56,6 +56,10 @@ def test_app_version_listings_read_the_versions_list_the_live_api_sends(marketpl
     rows = out.records["app_version_listings"]
     assert len(rows) == 2 * 2 * 13
     assert len({(r["appSoftwareId"], r["buildNumber"]) for r in rows}) == len(rows)
+    # Documented on each version listing without its fields: kept whole, nested objects too.
+    approved = [r["approvalDetails"] for r in rows if r.get("approvalDetails")]
+    assert approved and all(a["reviewer"] == {"team": "ecosystem"} for a in approved)
+    assert "approvalDetails" not in out.stderr  # no drift warning about it
 
 
 def _get(server, logged) -> bytes:
@@ -249,7 +253,7 @@ def test_rows_arriving_dated_behind_the_bookmark_are_read_by_the_next_run(market
 
 
 def test_lookback_settings_are_checked(marketplace):
-    out = run_cli("tap-marketplace", {"username": "u", "api_token": "t", "developer_id": "d",
+    out = run_cli("tap-marketplace", {"username": "u", "api_token": "t", "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f",
                                       "feedback_lookback_days": -1})
     assert out.returncode == 1
     assert "`feedback_lookback_days` must be 0 or more, not -1" in out.stderr

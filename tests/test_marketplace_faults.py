@@ -18,7 +18,7 @@ LICENSE_DOWNLOAD = r"/licenses/async/export/[^/]+$"
 
 def catalog_with(*names):
     return catalog_selecting(TapMarketplace, {"username": "u", "api_token": "t",
-                                              "developer_id": "d"}, names)
+                                              "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f"}, names)
 
 
 def atlassian_error(message: str) -> bytes:

@@ -349,7 +349,7 @@ def test_partner_metrics_body_comes_from_settings_with_the_range_set_by_the_tap(
 
 def test_a_partner_metrics_query_without_metrics_is_a_config_error():
     out = run_cli("tap-marketplace", {
-        "username": "u", "api_token": "t", "developer_id": "d",
+        "username": "u", "api_token": "t", "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f",
         "partner_metrics_query": {"granularity": "WEEK", "dateRange": {}},
         "partner_metrics_page_periods": 30, "search_keyword_sources": ["web"]})
     assert out.returncode == 1
@@ -398,7 +398,7 @@ def test_storage_host_refuses_credentials_like_s3(marketplace):
 
 def test_catalog_not_selected_by_default():
     catalog = json.loads(run_cli("tap-marketplace", {"username": "u", "api_token": "t",
-                                                     "developer_id": "d"}, "--discover").stdout)
+                                                     "developer_id": "6f0e9a3c-1c2b-4d5e-9f00-5a1b2c3d4e5f"}, "--discover").stdout)
     selected = {entry["tap_stream_id"]: next(m["metadata"].get("selected-by-default")
                                              for m in entry["metadata"] if m["breadcrumb"] == [])
                 for entry in catalog["streams"]}

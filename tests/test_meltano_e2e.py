@@ -40,7 +40,7 @@ def meltano(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess
 
 
 def meltano_env(tap: str, tap_config: dict[str, t.Any], extra: dict[str, str]) -> dict[str, str]:
-    """The tap's settings as Meltano's environment variables (decimals left at their defaults)."""
+    """The tap's settings as Meltano's environment variables."""
     return sandbox_meltano_env(REPO, tap, tap_config, {"TARGET_POSTGRES_DATABASE": PG["dbname"], **extra})
 
 

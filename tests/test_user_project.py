@@ -162,3 +162,122 @@ def test_user_project_runs_every_row_into_jsonl(user_project, tap):
             return sorted(json.dumps(r, sort_keys=True) for r in records)
         if stream not in RUN_MADE:
             assert canonical(loaded[stream]) == canonical(rows), stream
+
+
+# -- every setting from environment variables -----------------------------------------------------
+
+#: Settings every tap has (the HTTP client's and the SDK's), each with a value other than its
+#: default, as a containerised job would export them.
+COMMON_ENV: dict[str, t.Any] = {
+    "user_agent": "nightly-job/1.0", "request_timeout_seconds": 30.5, "max_retries": 2,
+    "connect_retry_seconds": 1.5, "retry_backoff_seconds": 0.01, "max_retry_after_seconds": 5.5,
+    "stream_maps": {}, "stream_map_config": {}, "faker_config": {"locale": "en_US"},
+    "flattening_enabled": False, "flattening_max_depth": 1, "flattening_max_key_length": 255,
+    "flattening_separator": "__", "log_metrics": True,
+}
+#: tap -> [(sandbox vendor, its settings, the tap's settings beyond the sandbox's)]: together
+#: the variants give every setting of the tap (some exclude one another: one credential
+#: kind, one taxonomy selector, developer_id or vendor_id, legacy or partner mode).
+ENV_VARIANTS: dict[str, list[tuple[str, dict[str, t.Any], dict[str, t.Any]]]] = {
+    "tap-isvapp": [
+        ("isvapp", {"auth_mode": "api_key"}, {"export_taxonomy_ids": None,
+                                              "export_taxonomy_level_ids": ["level-1"]}),
+        ("isvapp", {}, {"export_taxonomy_ids": None, "export_taxonomy_item_ids": ["item-1"]}),
+        ("isvapp", {}, {"requests_per_second": 400.5, "include_health_scores": False,
+                        "include_subscriber_orgs": False,
+                        "export_salesforce_account_ids": "ACCOUNT_IDS",
+                        "export_poll_interval_seconds": 0.5, "export_timeout_seconds": 60.5,
+                        "lookback_days": 2, "oauth_scopes": {"account": "identity"}}),
+    ],
+    "tap-marketplace": [
+        ("marketplace", {}, {
+            "start_date": "2026-01-01", "product_ids": ["a"], "include_atlassian_licenses": True,
+            "with_data_insights": False, "use_async_exports": False,
+            "export_poll_interval_seconds": 0.05, "export_timeout_seconds": 30.5,
+            "marketing_attribution_lookback_days": 10, "feedback_lookback_days": 3,
+            "aggregation": "week", "requests_per_second": 100.5, "report_lookback_days": 7,
+            "report_history_days": 30, "search_keyword_sources": ["marketplace"],
+            "partner_metrics_query": {"granularity": "MONTH",
+                                      "metrics": {"metricFields": [{"name": "INSTALL_COUNT"}]}},
+            "partner_metrics_page_periods": 3}),
+        ("marketplace", {}, {"developer_id": None, "vendor_id": "VENDOR_ID"}),
+    ],
+    "tap-heroku-vendor": [
+        ("heroku", {}, {"api": "legacy", "page_size": 100, "requests_per_second": 50.5,
+                        "rate_limit_reserve": 10, "rate_limit_refill_per_second": 1.25}),
+        ("heroku_partner", {}, {"installs_file": "INSTALLS_FILE", "rate_limit_scope": "per_install"}),
+    ],
+}
+
+
+def _forget_config(project: Path, tap: str, prefix: str) -> None:
+    """The tap's settings out of meltano.yml and .env (another test may have put them there)."""
+    meltano_yml = project / "meltano.yml"
+    document = yaml.safe_load(meltano_yml.read_text())
+    for plugin in document["plugins"]["extractors"]:
+        if plugin["name"] == tap:
+            plugin.pop("config", None)
+    meltano_yml.write_text(yaml.safe_dump(document, sort_keys=False))
+    dotenv = project / ".env"
+    if dotenv.exists():
+        dotenv.write_text("".join(line for line in dotenv.read_text().splitlines(keepends=True)
+                                  if not line.startswith(f"{prefix}_")))
+
+
+def _run_select(tap: str, config: dict[str, t.Any]) -> list[str]:
+    """The definition's `select`; in Heroku's partner mode, its partner streams instead."""
+    if config.get("api") == "partner":
+        return ["addons.*", "addon_attachments.*", "partner_apps.*", "app_domains.*",
+                "app_collaborators.*"]
+    return yaml.safe_load((REPO / "plugins" / "extractors" / f"{tap}.yml").read_text())["select"]
+
+
+def _env_value(value: t.Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@pytest.mark.parametrize("tap", sorted(ENV_VARIANTS))
+def test_every_setting_from_environment_variables(user_project, tap, tmp_path):
+    """Every setting of the tap through an environment variable (numbers included, which
+    Meltano 4.4.1 cannot pass as `decimal` settings), then `meltano invoke … --test` against
+    the sandbox: Meltano writes them into the tap's config and the tap accepts every one;
+    the last combination also runs into target-jsonl."""
+    project, env = user_project
+    prefix = tap.upper().replace("-", "_")
+    _forget_config(project, tap, prefix)  # only the environment configures the tap here
+    given: set[str] = set()
+    for number, (vendor, sandbox_settings, overrides) in enumerate(ENV_VARIANTS[tap], 1):
+        with isv_sandbox.start(vendor, **sandbox_settings) as server:
+            config = {**server.app.tap_config(), **COMMON_ENV, **overrides}
+            if config.get("export_salesforce_account_ids") == "ACCOUNT_IDS":
+                config["export_salesforce_account_ids"] = [
+                    a["salesforce_id"] for a in server.app.accounts[:3]]
+            if config.get("vendor_id") == "VENDOR_ID":
+                config["vendor_id"] = str(server.app.settings.vendor_id)
+            if config.get("installs_file") == "INSTALLS_FILE":
+                installs = tmp_path / "installs.jsonl"
+                installs.write_text("".join(json.dumps(i) + "\n" for i in config["installs"][:1]))
+                config["installs_file"] = str(installs)
+            config = {name: value for name, value in config.items() if value is not None}
+            given |= set(config)
+            run_env = {**env, **{f"{prefix}_{name.upper()}": _env_value(value)
+                                 for name, value in config.items()}}
+            done = subprocess.run(  # noqa: S603
+                [str(BIN / "meltano"), "invoke", tap, "--test"], cwd=project, env=run_env,
+                capture_output=True, text=True, timeout=300, check=False)
+            assert done.returncode == 0, f"{vendor} {overrides}:\n{done.stderr[-4000:]}"
+            assert "Connection test passed" in done.stderr
+            assert "Unknown setting" not in done.stderr
+            if number == len(ENV_VARIANTS[tap]):  # and a whole run, configured the same way
+                output = tmp_path / "output"
+                output.mkdir()
+                run = subprocess.run(  # noqa: S603
+                    [str(BIN / "meltano"), "run", tap, "target-jsonl"], cwd=project,
+                    env={**run_env, "TARGET_JSONL_DESTINATION_PATH": str(output),
+                         "TARGET_JSONL_DO_TIMESTAMP_FILE": "false",
+                         f"{prefix}__SELECT": json.dumps(_run_select(tap, config))},
+                    capture_output=True, text=True, timeout=600, check=False)
+                assert run.returncode == 0, run.stderr[-4000:]
+                assert f"{tap}: run complete:" in run.stderr
+                assert any(path.stat().st_size for path in output.glob("*.jsonl"))
+    assert given == set(_settings_of(tap)), "a setting no variant gives"

@@ -979,6 +979,9 @@ class Catalog:
                     "deploymentInstructions": [],
                     "developerLinks": {"documentation": "https://docs.sandbox.test",
                                        "bonTermsSupported": True},
+                    # Documented without its fields (spec: `approvalDetails?`): made up here.
+                    **({"approvalDetails": {"reviewedAt": "2024-02-01T09:00:00Z",
+                                            "reviewer": {"team": "ecosystem"}}} if k % 2 else {}),
                 } for k in range(settings.version_listings_per_software)]
             self.software_by_app_key[app["appKey"]] = software
             self.reviews[app["productId"]] = [{
