@@ -18,6 +18,7 @@ saved bookmark beyond the run's start is read as the run's start (``clamp``).
 from __future__ import annotations
 
 import datetime
+import re
 import typing as t
 
 from singer_sdk.exceptions import FatalAPIError
@@ -53,12 +54,30 @@ def parse_point(value: t.Any) -> Point | None:
         if len(text) == 10:  # noqa: PLR2004 - YYYY-MM-DD
             return datetime.date.fromisoformat(text)
         if len(text) > 10 and text[10] in "T ":  # noqa: PLR2004
-            # 3.11's fromisoformat reads Z, offsets, fractions and a space separator.
-            moment = datetime.datetime.fromisoformat(text)
+            moment = _datetime_from_iso(text)
             return moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)
     except ValueError:
         return None
     return None
+
+
+#: A date-time's fraction and zone, which Python 3.10's ``fromisoformat`` reads only as
+#: three or six digits and ``+HH:MM`` (no ``Z``, no ``+HHMM``).
+_FRACTION_AND_ZONE = re.compile(r"(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$")
+
+
+def _datetime_from_iso(text: str) -> datetime.datetime:
+    """``datetime.fromisoformat`` on every supported Python: the fraction brought to six
+    digits and the zone to ``+HH:MM`` first (3.11 reads the other forms itself, 3.10
+    does not)."""
+    match = _FRACTION_AND_ZONE.search(text)
+    fraction, zone = match.group(1), match.group(2)
+    text = text[:match.start()]
+    if fraction:
+        text += "." + (fraction[1:] + "000000")[:6]
+    if zone:
+        text += "+00:00" if zone in "Zz" else f"{zone[:3]}:{zone[-2:]}"
+    return datetime.datetime.fromisoformat(text)
 
 
 def at_granularity(point: Point, form: str) -> Point:

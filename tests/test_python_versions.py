@@ -98,3 +98,23 @@ def test_wheel_runs_on_every_supported_python(python_bin, tap, tmp_path):
     for stream in set(here.records) - RUN_MADE:
         canonical = sorted(json.dumps(r, sort_keys=True) for r in here.records[stream])
         assert sorted(json.dumps(r, sort_keys=True) for r in there.records[stream]) == canonical, stream
+
+
+#: Bookmark forms users write with ``meltano state set``; Python 3.10's ``fromisoformat``
+#: reads neither ``Z`` nor ``+HHMM`` nor a fraction of other than 3 or 6 digits.
+BOOKMARK_FORMS = {"2026-10-01T10:00:00Z": "2026-10-01T10:00:00+00:00",
+                  "2026-10-01 10:00:00.12+0200": "2026-10-01T10:00:00.120000+02:00",
+                  "2026-10-01T10:00:00.123456789-05:30": "2026-10-01T10:00:00.123456-05:30",
+                  "2026-10-01T10:00": "2026-10-01T10:00:00+00:00",
+                  "2026-10-01": "2026-10-01", "2026-10": "2026-10-01"}
+
+
+def test_bookmark_forms_are_read_alike_on_every_python(python_bin: Path) -> None:
+    """The installed wheel reads every bookmark form the same way on this Python."""
+    script = ("import json, sys; from tap_common.bookmarks import parse_point; "
+              "print(json.dumps({v: parse_point(v).isoformat() for v in json.loads(sys.argv[1])}))")
+    done = subprocess.run([str(python_bin / "python"), "-c", script,  # noqa: S603
+                           json.dumps(list(BOOKMARK_FORMS))],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == BOOKMARK_FORMS
