@@ -39,6 +39,7 @@ from tap_common.errors import CredentialRejectedError, PaginationError, PayloadE
 from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
+from tap_heroku_vendor.partner_schedule import listing_fingerprint
 
 if t.TYPE_CHECKING:
     import logging
@@ -307,6 +308,8 @@ class PartnerSession:
         self.without_token: list[str] = []
         self.refusals: dict[tuple[str, int], list[str]] = defaultdict(list)
         self.synced_apps: set[str] = set()
+        #: resource uuid -> digest of its entry in addons.heroku.com's list (see partner_schedule).
+        self.listing_fingerprints: dict[str, str] = {}
         self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
@@ -383,6 +386,7 @@ class PartnerSession:
                 resource = listing_uuid(entry)
                 if resource:
                     listed.append(resource)
+                    self.listing_fingerprints[resource] = listing_fingerprint(entry)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
                 msg = (f"{self.client.where(response)}: addons.heroku.com's list pointed its next "

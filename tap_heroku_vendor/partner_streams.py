@@ -33,6 +33,7 @@ from tap_heroku_vendor.partner import (
     RangePaginator,
     first_range,
 )
+from tap_heroku_vendor.partner_schedule import BudgetSpent, Schedule
 
 if t.TYPE_CHECKING:
     import requests
@@ -43,6 +44,8 @@ if t.TYPE_CHECKING:
 
 SCHEMAS = SchemaDirectory(schemas)
 RESUME_KEY = "resume_after"
+#: With ``request_budget``: the rotation's state (fixed size; see partner_schedule).
+SCHEDULE_KEY = "schedule"
 
 
 class PartnerStream(VendorRESTStream):
@@ -95,8 +98,8 @@ class PartnerStream(VendorRESTStream):
             return
         try:
             yield from super().get_records(context)
-        except InstallSkipped:
-            return
+        except (InstallSkipped, BudgetSpent):
+            return  # BudgetSpent: the install stays due; AddonsStream does not count it read
 
     # -- responses ------------------------------------------------------------------
 
@@ -132,6 +135,8 @@ class AddonsStream(PartnerStream):
     def partitions(self) -> list[dict]:
         session = self.session
         session.prepare(self.name)
+        if self.tap.partner_budget is not None:
+            return [{"resource_uuid": resource} for resource in self.schedule.order()]
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
@@ -142,6 +147,9 @@ class AddonsStream(PartnerStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         assert context is not None
+        if self.tap.partner_budget is not None:
+            yield from self.scheduled_records(context)
+            return
         resource = context["resource_uuid"]
         yield from super().get_records(context)
         # Reached once every child stream of this install is done.
@@ -157,6 +165,51 @@ class AddonsStream(PartnerStream):
         assert context is not None
         return {"resource_uuid": context["resource_uuid"],
                 "app_id": (record.get("app") or {}).get("id")}
+
+    # -- with a request budget (see partner_schedule) ---------------------------------
+
+    @property
+    def schedule(self) -> Schedule:
+        schedule = self.__dict__.get("_schedule")
+        if schedule is None:
+            session = self.session
+            schedule = self.__dict__["_schedule"] = Schedule(
+                self.stream_state.get(SCHEDULE_KEY), session.installs,
+                session.listing_fingerprints,
+                full_refresh_nights=int(self.config.get("full_refresh_nights") or 7))
+            self.stream_state.pop(RESUME_KEY, None)  # the schedule's state says what is left
+            self.__dict__["_left"] = len(schedule.order())
+            self.__dict__["_install_cost"] = 1
+        return schedule
+
+    def scheduled_records(self, context: Context) -> t.Iterable[dict]:
+        """One install of the night's plan, if the budget still holds one; its bucket
+        counts as read only once every install in it was read to the end."""
+        budget = self.tap.partner_budget
+        assert budget is not None
+        resource = context["resource_uuid"]
+        schedule = self.schedule
+        self.__dict__["_left"] -= 1
+        if not budget.exhausted and budget.remaining >= self.__dict__["_install_cost"]:
+            spent_before = budget.spent
+            yield from PartnerStream.get_records(self, context)
+            self.session.finished(resource)
+            cost = budget.spent - spent_before
+            self.__dict__["_install_cost"] = max(self.__dict__["_install_cost"], cost)
+            if not budget.exhausted:
+                schedule.installs_read += 1
+            if not budget.exhausted and schedule.finished(resource) and schedule.due_write():
+                self.stream_state[SCHEDULE_KEY] = schedule.dump()
+                write_state_now(self)
+        elif not self.__dict__.get("_budget_warned"):
+            self.__dict__["_budget_warned"] = True
+            self.logger.warning(
+                "partner mode: request_budget (%d Platform API requests) spent; %d planned "
+                "install(s) are left for the next runs (their rows from earlier runs stay)",
+                budget.limit, self.__dict__["_left"] + 1)
+        if self.__dict__["_left"] == 0:
+            self.stream_state[SCHEDULE_KEY] = schedule.dump()
+            write_state_now(self)
 
 
 class AddonConfigStream(PartnerStream):

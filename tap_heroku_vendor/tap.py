@@ -20,6 +20,7 @@ from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
+from tap_heroku_vendor.partner_schedule import BudgetedThrottle, RequestBudget, schedule_summary
 from tap_heroku_vendor.partner_streams import PARTNER_STREAMS
 
 # Heroku's platform pool: 4500 tokens, refilled at 75 per minute.
@@ -117,6 +118,24 @@ class TapHerokuVendor(VendorTap):
             "per token) or one per install's token (`per_install`: only if Heroku is known "
             "to meter each token separately).",
         ),
+        th.Property(
+            "request_budget",
+            th.IntegerType(minimum=1),
+            description="Partner mode: the most Platform API requests one run sends "
+            "(retries included; token requests and addons.heroku.com are not counted). "
+            "Unset: every install is read in every run. Set: new and changed installs "
+            "are read first, then the installs read longest ago, so that each is re-read "
+            "at least every `full_refresh_nights` runs; see docs/tap-heroku-vendor.md for "
+            "sizes (about 40000 fits a night of Heroku's shared pool).",
+        ),
+        th.Property(
+            "full_refresh_nights",
+            th.IntegerType(minimum=1),
+            default=7,
+            description="Partner mode with `request_budget`: every install is re-read at "
+            "least once in this many runs (one run a night), changed or not. If the "
+            "budget cannot cover it, the run says so and what budget would.",
+        ),
         settings.requests_per_second(vendor_limit="Heroku's request pool"),
         th.Property(
             "rate_limit_reserve",
@@ -186,11 +205,23 @@ class TapHerokuVendor(VendorTap):
         }
 
     @cached_property
-    def throttle(self) -> RequestThrottle | partner_api.PerInstallThrottle:  # type: ignore[override]
+    def throttle(self) -> t.Any:  # type: ignore[override]
         rps = self.config.get("requests_per_second", self.default_requests_per_second)
         if self.partner_mode and self.config.get("rate_limit_scope") == "per_install":
-            return partner_api.PerInstallThrottle(rps, **self.pool_settings())
-        return RequestThrottle(rps, **self.pool_settings())
+            throttle = partner_api.PerInstallThrottle(rps, **self.pool_settings())
+        else:
+            throttle = RequestThrottle(rps, **self.pool_settings())
+        if self.partner_budget is not None:
+            return BudgetedThrottle(throttle, self.partner_budget)
+        return throttle
+
+    @cached_property
+    def partner_budget(self) -> RequestBudget | None:
+        """Partner mode's ``request_budget`` for this run (None: every install is read)."""
+        limit = self.config.get("request_budget")
+        if not self.partner_mode or not limit:
+            return None
+        return RequestBudget(int(limit), str(self.config["api_url"]))
 
     @cached_property
     def partner(self) -> partner_api.PartnerSession:
@@ -214,6 +245,11 @@ class TapHerokuVendor(VendorTap):
         super().sync_all()
         if self.partner_mode and self.partner.prepared:
             self.logger.info("%s", self.partner.summary())
+            if self.partner_budget is not None:
+                line, warning = schedule_summary(self)
+                self.logger.info("%s", line)
+                if warning:
+                    self.logger.warning("%s", warning)
 
 
 if __name__ == "__main__":
