@@ -33,6 +33,7 @@ from tap_heroku_vendor.partner import (
     RangePaginator,
     first_range,
 )
+from tap_heroku_vendor.partner_etags import GENERATION_KEY, EtagCache
 from tap_heroku_vendor.partner_schedule import BudgetSpent, Schedule
 
 if t.TYPE_CHECKING:
@@ -59,6 +60,9 @@ class PartnerStream(VendorRESTStream):
     #: Record field -> context key: the parent's id stamped on each row, where the
     #: endpoint's own rows do not name it.
     parent_id_fields: t.ClassVar[dict[str, str]] = {}
+    #: A list without child streams, asked with ``If-None-Match`` when the tap keeps
+    #: ETags (``etag_cache_file``; see partner_etags).
+    conditional: t.ClassVar[bool] = False
 
     tap: TapHerokuVendor
 
@@ -87,7 +91,51 @@ class PartnerStream(VendorRESTStream):
         request = super().get_http_request(page=page)
         if self.ranged:
             request.headers["Range"] = page.next_page_token or first_range(self.session.page_size)
+        cache = self.etags
+        if cache is not None and page.next_page_token is None:
+            etag = cache.get(self.etag_key(request.url))
+            if etag:
+                request.headers["If-None-Match"] = etag
+                cache.sent += 1
         return request
+
+    # -- conditional requests (see partner_etags) ----------------------------------
+
+    @property
+    def etags(self) -> EtagCache | None:
+        return self.tap.etag_cache if self.conditional else None
+
+    def etag_key(self, url: str) -> str:
+        selected = self.__dict__.get("_selected_fields")
+        if selected is None:
+            selected = self.__dict__["_selected_fields"] = [
+                ".".join(map(str, crumb)) for crumb, on in self.mask.items() if on]
+        return EtagCache.key(self.name, selected, url)
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        cache = self.etags
+        if cache is not None and response.status_code == 304:  # noqa: PLR2004
+            cache.not_modified += 1
+            return []  # unchanged since the rows the warehouse holds
+        records = super().parse_response(response)
+        request = response.request
+        first_page = not self.ranged or request.headers.get("Range") == first_range(
+            self.session.page_size)
+        if cache is not None and first_page and request.url:
+            key = self.etag_key(request.url)
+            etag = response.headers.get("ETag")
+            if response.status_code == 200 and etag:  # noqa: PLR2004  (the whole list)
+                cache.put(key, etag)
+            else:
+                cache.drop(key)
+        return records
+
+    def commit_etags(self) -> None:
+        """The run's last install is done: its STATE vouches for this run's ETags."""
+        cache = self.tap.etag_cache
+        if cache is not None:
+            cache.flush()
+            self.stream_state[GENERATION_KEY] = cache.generation
 
     # -- one install at a time ------------------------------------------------------
 
@@ -157,6 +205,7 @@ class AddonsStream(PartnerStream):
         state = self.stream_state
         if resource == self.__dict__.get("_last_pending"):
             state.pop(RESUME_KEY, None)
+            self.commit_etags()
         else:
             state[RESUME_KEY] = resource
         write_state_now(self)
@@ -209,6 +258,7 @@ class AddonsStream(PartnerStream):
                 budget.limit, self.__dict__["_left"] + 1)
         if self.__dict__["_left"] == 0:
             self.stream_state[SCHEDULE_KEY] = schedule.dump()
+            self.commit_etags()
             write_state_now(self)
 
 
@@ -220,6 +270,7 @@ class AddonConfigStream(PartnerStream):
     parent_stream_type = AddonsStream
     primary_keys = ("addon_id", "name")
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     selected_by_default = False
     parent_id_fields = {"addon_id": "resource_uuid"}
 
@@ -232,6 +283,7 @@ class AddonAttachmentsStream(PartnerStream):
     parent_stream_type = AddonsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     # The log drain URL carries its Logplex token (a customer credential): opt in, as
     # app_info's in legacy mode.
@@ -277,6 +329,7 @@ class AppDomainsStream(PartnerStream):
     parent_stream_type = PartnerAppsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     parent_id_fields = {"app_id": "app_id"}
 
@@ -289,6 +342,7 @@ class AppCollaboratorsStream(PartnerStream):
     parent_stream_type = PartnerAppsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     parent_id_fields = {"app_id": "app_id"}
 

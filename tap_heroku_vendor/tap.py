@@ -20,6 +20,7 @@ from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
+from tap_heroku_vendor.partner_etags import GENERATION_KEY, EtagCache
 from tap_heroku_vendor.partner_schedule import BudgetedThrottle, RequestBudget, schedule_summary
 from tap_heroku_vendor.partner_streams import PARTNER_STREAMS
 
@@ -136,6 +137,15 @@ class TapHerokuVendor(VendorTap):
             "least once in this many runs (one run a night), changed or not. If the "
             "budget cannot cover it, the run says so and what budget would.",
         ),
+        th.Property(
+            "etag_cache_file",
+            th.StringType,
+            description="Partner mode: path of a local SQLite file where the tap keeps the "
+            "Platform API's ETags, to ask the lists of attachments, config, domains and "
+            "collaborators with `If-None-Match` (a `304` emits no rows: the warehouse "
+            "keeps those of the earlier run). Unset: no conditional requests. The state "
+            "says which ETags are loaded; a full refresh starts the file anew.",
+        ),
         settings.requests_per_second(vendor_limit="Heroku's request pool"),
         th.Property(
             "rate_limit_reserve",
@@ -216,6 +226,15 @@ class TapHerokuVendor(VendorTap):
         return throttle
 
     @cached_property
+    def etag_cache(self) -> EtagCache | None:
+        """Partner mode's ETags (``etag_cache_file``), those the state vouches for."""
+        path = self.config.get("etag_cache_file")
+        if not self.partner_mode or not path:
+            return None
+        committed = self.streams["addons"].stream_state.get(GENERATION_KEY)
+        return EtagCache(str(path), committed if isinstance(committed, int) else None)
+
+    @cached_property
     def partner_budget(self) -> RequestBudget | None:
         """Partner mode's ``request_budget`` for this run (None: every install is read)."""
         limit = self.config.get("request_budget")
@@ -250,6 +269,11 @@ class TapHerokuVendor(VendorTap):
                 self.logger.info("%s", line)
                 if warning:
                     self.logger.warning("%s", warning)
+            cache = self.etag_cache
+            if cache is not None:
+                self.logger.info("partner mode: %d conditional request(s) (If-None-Match), %d "
+                                 "answered 304 Not Modified (no rows: the warehouse keeps "
+                                 "them)", cache.sent, cache.not_modified)
 
 
 if __name__ == "__main__":
