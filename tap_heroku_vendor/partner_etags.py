@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 import typing as t
 
 #: Commit the cache file every this many new ETags (and at the end of the run).
@@ -33,6 +34,7 @@ GENERATION_KEY = "etag_generation"
 class EtagCache:
     def __init__(self, path: str, committed: int | None) -> None:
         self.connection = sqlite3.connect(path, check_same_thread=False)
+        self.lock = threading.Lock()  # workers of concurrent installs share the file
         self.connection.execute("CREATE TABLE IF NOT EXISTS etags (key TEXT PRIMARY KEY, "
                                 "etag TEXT NOT NULL, generation INTEGER NOT NULL)")
         if committed is None:
@@ -51,19 +53,24 @@ class EtagCache:
         return f"{stream_name}|{fields}|{url}"
 
     def get(self, key: str) -> str | None:
-        row = self.connection.execute("SELECT etag FROM etags WHERE key = ?", (key,)).fetchone()
+        with self.lock:
+            row = self.connection.execute("SELECT etag FROM etags WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def put(self, key: str, etag: str) -> None:
-        self.connection.execute("INSERT OR REPLACE INTO etags VALUES (?, ?, ?)",
-                                (key, etag, self.generation))
-        self.pending += 1
-        if self.pending >= COMMIT_EVERY:
-            self.flush()
+        with self.lock:
+            self.connection.execute("INSERT OR REPLACE INTO etags VALUES (?, ?, ?)",
+                                    (key, etag, self.generation))
+            self.pending += 1
+            if self.pending >= COMMIT_EVERY:
+                self.connection.commit()
+                self.pending = 0
 
     def drop(self, key: str) -> None:
-        self.connection.execute("DELETE FROM etags WHERE key = ?", (key,))
+        with self.lock:
+            self.connection.execute("DELETE FROM etags WHERE key = ?", (key,))
 
     def flush(self) -> None:
-        self.connection.commit()
-        self.pending = 0
+        with self.lock:
+            self.connection.commit()
+            self.pending = 0

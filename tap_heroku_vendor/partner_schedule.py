@@ -26,6 +26,7 @@ import array
 import base64
 import hashlib
 import math
+import threading
 import typing as t
 import zlib
 from collections import defaultdict
@@ -83,6 +84,9 @@ class RequestBudget:
         self.api_origin = origin(api_url)
         self.spent = 0
         self.refused = 0
+        #: Installs whose reading a refusal cut short (they stay due).
+        self.cut_short: set[str] = set()
+        self._lock = threading.Lock()
 
     @property
     def remaining(self) -> int:
@@ -95,10 +99,11 @@ class RequestBudget:
     def admit(self, request: requests.PreparedRequest) -> None:
         if origin(request.url or "") != self.api_origin:
             return  # the token endpoint and addons.heroku.com are not the Platform API pool
-        if self.spent >= self.limit:
-            self.refused += 1
-            raise BudgetSpent
-        self.spent += 1
+        with self._lock:
+            if self.spent >= self.limit:
+                self.refused += 1
+                raise BudgetSpent
+            self.spent += 1
 
 
 class BudgetedThrottle:

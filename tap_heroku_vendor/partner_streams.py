@@ -146,8 +146,25 @@ class PartnerStream(VendorRESTStream):
             return
         try:
             yield from super().get_records(context)
-        except (InstallSkipped, BudgetSpent):
-            return  # BudgetSpent: the install stays due; AddonsStream does not count it read
+        except InstallSkipped:
+            return
+        except BudgetSpent:
+            # The install stays due: AddonsStream does not count it read.
+            self.tap.partner_budget.cut_short.add(context["resource_uuid"])
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        prefetcher = self.tap.prefetcher
+        found = prefetcher.take(self.name, context) if prefetcher and context else None
+        if found is None:
+            yield from self.live_records(context)
+        elif isinstance(found, BaseException):
+            raise found
+        else:
+            yield from found
+
+    def live_records(self, context: Context | None) -> t.Iterable[dict]:
+        """The records as the API answers them now (a worker's, or the stream's own)."""
+        return super().request_records(context)
 
     # -- responses ------------------------------------------------------------------
 
@@ -184,22 +201,26 @@ class AddonsStream(PartnerStream):
         session = self.session
         session.prepare(self.name)
         if self.tap.partner_budget is not None:
-            return [{"resource_uuid": resource} for resource in self.schedule.order()]
+            self.__dict__["_order"] = self.schedule.order()
+            return [{"resource_uuid": resource} for resource in self.__dict__["_order"]]
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
             self.logger.info("addons: resuming after add-on resource %s (%d of %d installs left)",
                              resume_after, len(pending), len(session.installs))
         self.__dict__["_last_pending"] = pending[-1] if pending else None
+        self.__dict__["_order"] = pending
         return [{"resource_uuid": resource} for resource in pending]
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         assert context is not None
+        self.read_ahead()
         if self.tap.partner_budget is not None:
             yield from self.scheduled_records(context)
             return
         resource = context["resource_uuid"]
         yield from super().get_records(context)
+        self.read_done(resource)
         # Reached once every child stream of this install is done.
         self.session.finished(resource)
         state = self.stream_state
@@ -214,6 +235,24 @@ class AddonsStream(PartnerStream):
         assert context is not None
         return {"resource_uuid": context["resource_uuid"],
                 "app_id": (record.get("app") or {}).get("id")}
+
+    # -- concurrent installs (see partner_concurrency) ---------------------------------
+
+    def read_ahead(self) -> None:
+        """Workers read the next installs while this one is emitted."""
+        prefetcher = self.tap.prefetcher
+        position = self.__dict__.get("_position", 0)
+        self.__dict__["_position"] = position + 1
+        if prefetcher is None:
+            return
+        budget = self.tap.partner_budget
+        prefetcher.ahead(self.__dict__.get("_order") or [], position,
+                         lambda: budget is None or (not budget.exhausted and budget.remaining > 0))
+
+    def read_done(self, resource: str) -> None:
+        prefetcher = self.tap.prefetcher
+        if prefetcher is not None:
+            prefetcher.done(resource)
 
     # -- with a request budget (see partner_schedule) ---------------------------------
 
@@ -239,15 +278,19 @@ class AddonsStream(PartnerStream):
         resource = context["resource_uuid"]
         schedule = self.schedule
         self.__dict__["_left"] -= 1
-        if not budget.exhausted and budget.remaining >= self.__dict__["_install_cost"]:
+        prefetcher = self.tap.prefetcher
+        if (prefetcher is not None and prefetcher.submitted(resource)) or (
+                not budget.exhausted and budget.remaining >= self.__dict__["_install_cost"]):
             spent_before = budget.spent
             yield from PartnerStream.get_records(self, context)
             self.session.finished(resource)
+            self.read_done(resource)
             cost = budget.spent - spent_before
             self.__dict__["_install_cost"] = max(self.__dict__["_install_cost"], cost)
-            if not budget.exhausted:
+            complete = resource not in budget.cut_short
+            if complete:
                 schedule.installs_read += 1
-            if not budget.exhausted and schedule.finished(resource) and schedule.due_write():
+            if complete and schedule.finished(resource) and schedule.due_write():
                 self.stream_state[SCHEDULE_KEY] = schedule.dump()
                 write_state_now(self)
         elif not self.__dict__.get("_budget_warned"):

@@ -20,6 +20,11 @@ from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
+from tap_heroku_vendor.partner_concurrency import (
+    ConcurrentPartnerSession,
+    ConcurrentPerInstallThrottle,
+    InstallPrefetcher,
+)
 from tap_heroku_vendor.partner_etags import GENERATION_KEY, EtagCache
 from tap_heroku_vendor.partner_schedule import BudgetedThrottle, RequestBudget, schedule_summary
 from tap_heroku_vendor.partner_streams import PARTNER_STREAMS
@@ -138,6 +143,15 @@ class TapHerokuVendor(VendorTap):
             "budget cannot cover it, the run says so and what budget would.",
         ),
         th.Property(
+            "concurrent_installs",
+            th.IntegerType(minimum=1, maximum=32),
+            default=8,
+            description="Partner mode with `rate_limit_scope: per_install`: how many "
+            "installs are read at the same time (each with its own token and pool; the "
+            "records are emitted in the same order as one at a time). 1 reads one install "
+            "after another. With `shared` scope, installs are always read one at a time.",
+        ),
+        th.Property(
             "etag_cache_file",
             th.StringType,
             description="Partner mode: path of a local SQLite file where the tap keeps the "
@@ -217,7 +231,9 @@ class TapHerokuVendor(VendorTap):
     @cached_property
     def throttle(self) -> t.Any:  # type: ignore[override]
         rps = self.config.get("requests_per_second", self.default_requests_per_second)
-        if self.partner_mode and self.config.get("rate_limit_scope") == "per_install":
+        if self.concurrent_installs > 1:
+            throttle = ConcurrentPerInstallThrottle(rps, **self.pool_settings())
+        elif self.partner_mode and self.config.get("rate_limit_scope") == "per_install":
             throttle = partner_api.PerInstallThrottle(rps, **self.pool_settings())
         else:
             throttle = RequestThrottle(rps, **self.pool_settings())
@@ -244,7 +260,22 @@ class TapHerokuVendor(VendorTap):
 
     @cached_property
     def partner(self) -> partner_api.PartnerSession:
+        if self.concurrent_installs > 1:
+            return ConcurrentPartnerSession(self.config, self.client, self.logger)
         return partner_api.PartnerSession(self.config, self.client, self.logger)
+
+    @property
+    def concurrent_installs(self) -> int:
+        """Installs read at once: more than 1 only where each token has its own pool."""
+        if not self.partner_mode or self.config.get("rate_limit_scope") != "per_install":
+            return 1
+        return int(self.config.get("concurrent_installs") or 8)
+
+    @cached_property
+    def prefetcher(self) -> InstallPrefetcher | None:
+        if self.concurrent_installs <= 1:
+            return None
+        return InstallPrefetcher(self.streams["addons"], self.concurrent_installs)
 
     def named_hosts(self) -> dict[str, ErrorEnvelope | None]:
         if not self.partner_mode:
@@ -261,7 +292,11 @@ class TapHerokuVendor(VendorTap):
         return [streams.AppsStream(self), streams.AppInfoStream(self)]
 
     def sync_all(self) -> None:
-        super().sync_all()
+        try:
+            super().sync_all()
+        finally:
+            if self.__dict__.get("prefetcher") is not None:
+                self.prefetcher.close()
         if self.partner_mode and self.partner.prepared:
             self.logger.info("%s", self.partner.summary())
             if self.partner_budget is not None:

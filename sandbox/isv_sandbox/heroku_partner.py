@@ -82,6 +82,8 @@ class HerokuPartnerSettings:
     #: Whether a ``304 Not Modified`` takes a token from the pool. Heroku does not say;
     #: True (charged) is the conservative reading, and the sandbox's default.
     pool_charges_not_modified: bool = True
+    #: Seconds each Platform API answer takes (a round trip to Heroku, for benchmarks).
+    latency_seconds: float = 0.0
     #: Where the addons.heroku.com listing puts the resource uuid (dotted path), or "".
     listing_uuid_field: str = "addon.id"
     #: Wrap the listing in an object under this key ("" for a bare array).
@@ -304,6 +306,8 @@ class HerokuPartnerApp(VendorApp):
             return self.token_pools[token]
 
     def before(self, request: Request) -> Response | None:
+        if self.settings.latency_seconds:
+            time.sleep(self.settings.latency_seconds)
         pool = self.pool_for(request)
         if not pool.take():
             return heroku_error(429, "rate_limit",
