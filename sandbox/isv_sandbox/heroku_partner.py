@@ -106,6 +106,9 @@ class HerokuPartnerApp(VendorApp):
         self.rng = random.Random(s.seed)
         self.shared_pool = TokenBucket(s.pool_capacity, s.pool_refill_per_second * s.clock_speed)
         self.not_modified = 0
+        #: Requests being answered at once (counted while ``latency_seconds`` is waited).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.token_pools: dict[str, TokenBucket] = {}
         #: access token -> (resource uuid, expiry on the monotonic clock)
         self.access_tokens: dict[str, tuple[str, float]] = {}
@@ -307,7 +310,12 @@ class HerokuPartnerApp(VendorApp):
 
     def before(self, request: Request) -> Response | None:
         if self.settings.latency_seconds:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             time.sleep(self.settings.latency_seconds)
+            with self._lock:
+                self.in_flight -= 1
         pool = self.pool_for(request)
         if not pool.take():
             return heroku_error(429, "rate_limit",
