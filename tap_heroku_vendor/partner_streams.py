@@ -13,7 +13,9 @@ uuids, in order): all requests of one install run together, with that install's 
 A 403 or 404 for one install ends that stream for that install only (a warning the
 first time, a count in the end-of-run summary). After each install the state records
 it (``resume_after``): a run that is killed resumes with the next install, and a run
-that completes leaves no marker.
+that completes leaves no marker. With ``request_budget``, the night's plan and its
+fixed-size state come from ``partner_schedule`` instead; ``partner_etags`` (conditional
+requests) and ``partner_concurrency`` (installs read ahead) plug in here too.
 """
 
 from __future__ import annotations
