@@ -208,7 +208,11 @@ class Schedule:
             if bucket not in self.members and state.digest(bucket) != empty:
                 state.mark_read(bucket, empty, self.night)  # its installs are all gone
         stalest = sorted(self.members, key=lambda b: (state.last_read[b], b))
-        self.changed = [b for b in stalest if state.digest(b) != self.digests[b]]
+        # Changes to installs the warehouse has (and new installs among them) before the
+        # buckets never read at all: during a first pass of many nights, a change is
+        # still read the next night.
+        self.changed = sorted((b for b in stalest if state.digest(b) != self.digests[b]),
+                              key=lambda b: state.last_read[b] == 0)
         changed = set(self.changed)
         unchanged = [b for b in stalest if b not in changed]
         quota = math.ceil(len(self.members) / self.full_refresh_nights)

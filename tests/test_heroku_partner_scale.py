@@ -272,3 +272,18 @@ def test_concurrent_installs_with_a_budget_never_exceed_it(partner, caplog):
             assert runs[0][0] <= 42
             seen |= keys_of(runs[0][1].records.get("app_domains", []), "app_domains")
     assert seen == keys_of(server.app.rows("app_domains"), "app_domains")
+
+
+def test_during_a_first_pass_of_many_nights_a_change_is_read_the_next_night(partner):
+    # 60 installs, 10 a night: a first pass of 6 nights.
+    server = partner(installs=60)
+    config = config_for(server, request_budget=50, full_refresh_nights=7)
+    runs, state = nights(server, config, 1)
+    read_first = addon_ids(runs[0][1])
+    assert len(read_first) < 60
+    changed = sorted(read_first)[0]
+    server.app.change_plan(changed)
+    runs, _ = nights(server, config, 1, state=state)
+    out = runs[0][1]
+    assert changed in addon_ids(out), "a change waited behind installs never read"
+    assert not (addon_ids(out) & (read_first - {changed})), "only the change is read again"
