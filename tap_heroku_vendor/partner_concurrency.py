@@ -95,6 +95,10 @@ class InstallPrefetcher:
                 return
             self.jobs[resource] = self.executor.submit(self.read_install, resource)
 
+    def in_flight(self) -> int:
+        """Installs whose workers are still sending requests."""
+        return sum(1 for job in self.jobs.values() if not job.done())
+
     def submitted(self, resource: str) -> bool:
         return resource in self.jobs
 
@@ -143,8 +147,10 @@ class InstallPrefetcher:
             with self.lock:
                 self.results[_key(stream.name, context)] = exc
             return
+        # The ETags are kept only when the stream emits these records (if it does).
+        etags = stream.etags.take_deferred() if stream.etags else []
         with self.lock:
-            self.results[_key(stream.name, context)] = records
+            self.results[_key(stream.name, context)] = (records, etags)
         children = [c for c in stream.child_streams if c.selected or c.has_selected_descendents]
         if not children:
             return

@@ -17,6 +17,8 @@ Only the list endpoints whose streams have no children use it (attachments, conf
 domains, collaborators), and only when the whole list fits one page (an answer ``200``,
 not ``206``): a parent's ``304`` would leave its children without their parent row.
 The key holds the stream's selected fields too: selecting a field again reads it anew.
+An ETag is kept only once its rows were emitted (a worker of ``concurrent_installs``
+may read a list the run then reads through another install, or not at all).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class EtagCache:
     def __init__(self, path: str, committed: int | None) -> None:
         self.connection = sqlite3.connect(path, check_same_thread=False)
         self.lock = threading.Lock()  # workers of concurrent installs share the file
+        self.local = threading.local()
         self.connection.execute("CREATE TABLE IF NOT EXISTS etags (key TEXT PRIMARY KEY, "
                                 "etag TEXT NOT NULL, generation INTEGER NOT NULL)")
         if committed is None:
@@ -65,6 +68,24 @@ class EtagCache:
             if self.pending >= COMMIT_EVERY:
                 self.connection.commit()
                 self.pending = 0
+
+    def defer(self, key: str, etag: str) -> None:
+        """An ETag to keep once its rows are emitted (``keep``): a worker reading ahead
+        may read a list whose rows the run then does not emit (an app read through
+        another install), and its ETag must not make the next request a 304."""
+        pending = getattr(self.local, "pending", None)
+        if pending is None:
+            pending = self.local.pending = []
+        pending.append((key, etag))
+
+    def take_deferred(self) -> list[tuple[str, str]]:
+        pending = getattr(self.local, "pending", None) or []
+        self.local.pending = []
+        return pending
+
+    def keep(self, etags: list[tuple[str, str]]) -> None:
+        for key, etag in etags:
+            self.put(key, etag)
 
     def drop(self, key: str) -> None:
         with self.lock:

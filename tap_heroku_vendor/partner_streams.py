@@ -20,6 +20,7 @@ requests) and ``partner_concurrency`` (installs read ahead) plug in here too.
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -127,7 +128,7 @@ class PartnerStream(VendorRESTStream):
             key = self.etag_key(request.url)
             etag = response.headers.get("ETag")
             if response.status_code == 200 and etag:  # noqa: PLR2004  (the whole list)
-                cache.put(key, etag)
+                cache.defer(key, etag)  # kept once the rows are emitted
             else:
                 cache.drop(key)
         return records
@@ -157,15 +158,22 @@ class PartnerStream(VendorRESTStream):
     def request_records(self, context: Context | None) -> t.Iterable[dict]:
         prefetcher = self.tap.prefetcher
         found = prefetcher.take(self.name, context) if prefetcher and context else None
+        if isinstance(found, BaseException):
+            raise found
         if found is None:
             yield from self.live_records(context)
-        elif isinstance(found, BaseException):
-            raise found
+            etags = self.etags.take_deferred() if self.etags else []
         else:
-            yield from found
+            records, etags = found
+            yield from records
+        if etags:
+            self.etags.keep(etags)  # its rows are emitted now
 
     def live_records(self, context: Context | None) -> t.Iterable[dict]:
-        """The records as the API answers them now (a worker's, or the stream's own)."""
+        """The records as the API answers them now (a worker's, or the stream's own);
+        their ETags wait in ``etags.take_deferred()``."""
+        if self.etags:
+            self.etags.take_deferred()  # left by a read that failed half-way
         return super().request_records(context)
 
     # -- responses ------------------------------------------------------------------
@@ -248,8 +256,20 @@ class AddonsStream(PartnerStream):
         if prefetcher is None:
             return
         budget = self.tap.partner_budget
-        prefetcher.ahead(self.__dict__.get("_order") or [], position,
-                         lambda: budget is None or (not budget.exhausted and budget.remaining > 0))
+
+        def may_submit() -> bool:
+            # Room in the budget for every install in flight and one more: an install
+            # cut short by the budget is read again next night, its requests wasted.
+            if budget is None:
+                return True
+            if budget.exhausted:
+                return False
+            schedule = self.schedule
+            per_install = (math.ceil(budget.spent / schedule.installs_read)
+                           if schedule.installs_read else len(requesting_streams(self)))
+            return budget.remaining >= per_install * (prefetcher.in_flight() + 1)
+
+        prefetcher.ahead(self.__dict__.get("_order") or [], position, may_submit)
 
     def read_done(self, resource: str) -> None:
         prefetcher = self.tap.prefetcher
@@ -390,6 +410,15 @@ class AppCollaboratorsStream(PartnerStream):
     conditional = True
     ranged = True
     parent_id_fields = {"app_id": "app_id"}
+
+
+def requesting_streams(stream: PartnerStream) -> list[PartnerStream]:
+    """``stream`` and its descendants that the run reads (a request each, at least)."""
+    found = [stream]
+    for child in stream.child_streams:
+        if child.selected or child.has_selected_descendents:
+            found += requesting_streams(child)
+    return found
 
 
 PARTNER_STREAMS = (AddonsStream, AddonConfigStream, AddonAttachmentsStream, PartnerAppsStream,

@@ -287,3 +287,27 @@ def test_during_a_first_pass_of_many_nights_a_change_is_read_the_next_night(part
     out = runs[0][1]
     assert changed in addon_ids(out), "a change waited behind installs never read"
     assert not (addon_ids(out) & (read_first - {changed})), "only the change is read again"
+
+
+def test_budget_rotation_etags_and_concurrency_together_miss_no_row(partner, tmp_path):
+    server = partner(installs=20, pool_per_token=True, shared_app_every=3)
+    config = config_for(server, rate_limit_scope="per_install", concurrent_installs=4,
+                        request_budget=45, full_refresh_nights=3,
+                        etag_cache_file=str(tmp_path / "etags.sqlite"))
+    seen: dict[str, set] = {stream: set() for stream in ALL_STREAMS}
+    state = None
+    domain = None
+    for night in range(1, 7):
+        runs, state = nights(server, config, 1, state=state, streams=ALL_STREAMS)
+        sent, out = runs[0]
+        assert sent <= 45, f"night {night}: {sent}"
+        for stream in ALL_STREAMS:
+            seen[stream] |= keys_of(out.records.get(stream, []), stream)
+        if night == 3:
+            domain = server.app.add_domain(server.app.rows("addons")[0]["app"]["id"])
+            seen["app_domains"] = set()  # from here on, the app's list must come again
+            seen["app_domains"] |= keys_of(server.app.rows("app_domains"), "app_domains") - {
+                (d["id"],) for d in server.app.apps[domain["app"]["id"]]["_domains"]}
+    for stream in ALL_STREAMS:
+        assert seen[stream] == keys_of(server.app.rows(stream), stream), stream
+    assert server.app.not_modified > 0
