@@ -89,6 +89,11 @@ class PacedAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: t.Any,  # type: ignore[override]
              **kwargs: t.Any) -> requests.Response:
+        # A throttle may also hold a request budget (partner mode's ``BudgetedThrottle``):
+        # checked here, for every request on the wire, retries and re-sends included.
+        admit = getattr(self.throttle, "admit", None)
+        if admit is not None:
+            admit(request)
         self.throttle.acquire()
         response = super().send(request, *args, **kwargs)
         self.throttle.observe(response.headers)

@@ -46,6 +46,7 @@ from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
 from tap_common.redact import REDACTOR
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
+from tap_heroku_vendor.partner_schedule import listing_fingerprint
 from tap_heroku_vendor.token_store import RotatedTokens
 
 if t.TYPE_CHECKING:
@@ -341,6 +342,8 @@ class PartnerSession:
         self._recalled = False
         #: The first refusal line per kind of evidence that the install is still there.
         self._refusal_lines: dict[str, str] = {}
+        #: resource uuid -> digest of its entry in addons.heroku.com's list (see partner_schedule).
+        self.listing_fingerprints: dict[str, str] = {}
         self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
@@ -423,6 +426,7 @@ class PartnerSession:
                 resource = listing_uuid(entry)
                 if resource:
                     listed.append(resource)
+                    self.listing_fingerprints[resource] = listing_fingerprint(entry)
             url = response.links.get("next", {}).get("url")
             if url and self.host_of(url) != "addons":
                 msg = (f"{self.client.where(response)}: addons.heroku.com's list pointed its next "

@@ -13,11 +13,14 @@ uuids, in order): all requests of one install run together, with that install's 
 A 403 or 404 for one install ends that stream for that install only (a warning the
 first time, a count in the end-of-run summary). After each install the state records
 it (``resume_after``): a run that is killed resumes with the next install, and a run
-that completes leaves no marker.
+that completes leaves no marker. With ``request_budget``, the night's plan and its
+fixed-size state come from ``partner_schedule`` instead; ``partner_etags`` (conditional
+requests) and ``partner_concurrency`` (installs read ahead) plug in here too.
 """
 
 from __future__ import annotations
 
+import math
 import typing as t
 
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -33,6 +36,8 @@ from tap_heroku_vendor.partner import (
     RangePaginator,
     first_range,
 )
+from tap_heroku_vendor.partner_etags import GENERATION_KEY, EtagCache
+from tap_heroku_vendor.partner_schedule import BudgetSpent, Schedule
 
 if t.TYPE_CHECKING:
     import requests
@@ -43,6 +48,8 @@ if t.TYPE_CHECKING:
 
 SCHEMAS = SchemaDirectory(schemas)
 RESUME_KEY = "resume_after"
+#: With ``request_budget``: the rotation's state (fixed size; see partner_schedule).
+SCHEDULE_KEY = "schedule"
 
 
 class PartnerStream(VendorRESTStream):
@@ -56,6 +63,9 @@ class PartnerStream(VendorRESTStream):
     #: Record field -> context key: the parent's id stamped on each row, where the
     #: endpoint's own rows do not name it.
     parent_id_fields: t.ClassVar[dict[str, str]] = {}
+    #: A list without child streams, asked with ``If-None-Match`` when the tap keeps
+    #: ETags (``etag_cache_file``; see partner_etags).
+    conditional: t.ClassVar[bool] = False
 
     tap: TapHerokuVendor
 
@@ -84,7 +94,51 @@ class PartnerStream(VendorRESTStream):
         request = super().get_http_request(page=page)
         if self.ranged:
             request.headers["Range"] = page.next_page_token or first_range(self.session.page_size)
+        cache = self.etags
+        if cache is not None and page.next_page_token is None:
+            etag = cache.get(self.etag_key(request.url))
+            if etag:
+                request.headers["If-None-Match"] = etag
+                cache.sent += 1
         return request
+
+    # -- conditional requests (see partner_etags) ----------------------------------
+
+    @property
+    def etags(self) -> EtagCache | None:
+        return self.tap.etag_cache if self.conditional else None
+
+    def etag_key(self, url: str) -> str:
+        selected = self.__dict__.get("_selected_fields")
+        if selected is None:
+            selected = self.__dict__["_selected_fields"] = [
+                ".".join(map(str, crumb)) for crumb, on in self.mask.items() if on]
+        return EtagCache.key(self.name, selected, url)
+
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        cache = self.etags
+        if cache is not None and response.status_code == 304:  # noqa: PLR2004
+            cache.not_modified += 1
+            return []  # unchanged since the rows the warehouse holds
+        records = super().parse_response(response)
+        request = response.request
+        first_page = not self.ranged or request.headers.get("Range") == first_range(
+            self.session.page_size)
+        if cache is not None and first_page and request.url:
+            key = self.etag_key(request.url)
+            etag = response.headers.get("ETag")
+            if response.status_code == 200 and etag:  # noqa: PLR2004  (the whole list)
+                cache.defer(key, etag)  # kept once the rows are emitted
+            else:
+                cache.drop(key)
+        return records
+
+    def commit_etags(self) -> None:
+        """The run's last install is done: its STATE vouches for this run's ETags."""
+        cache = self.tap.etag_cache
+        if cache is not None:
+            cache.flush()
+            self.stream_state[GENERATION_KEY] = cache.generation
 
     # -- one install at a time ------------------------------------------------------
 
@@ -97,6 +151,30 @@ class PartnerStream(VendorRESTStream):
             yield from super().get_records(context)
         except InstallSkipped:
             return
+        except BudgetSpent:
+            # The install stays due: AddonsStream does not count it read.
+            self.tap.partner_budget.cut_short.add(context["resource_uuid"])
+
+    def request_records(self, context: Context | None) -> t.Iterable[dict]:
+        prefetcher = self.tap.prefetcher
+        found = prefetcher.take(self.name, context) if prefetcher and context else None
+        if isinstance(found, BaseException):
+            raise found
+        if found is None:
+            yield from self.live_records(context)
+            etags = self.etags.take_deferred() if self.etags else []
+        else:
+            records, etags = found
+            yield from records
+        if etags:
+            self.etags.keep(etags)  # its rows are emitted now
+
+    def live_records(self, context: Context | None) -> t.Iterable[dict]:
+        """The records as the API answers them now (a worker's, or the stream's own);
+        their ETags wait in ``etags.take_deferred()``."""
+        if self.etags:
+            self.etags.take_deferred()  # left by a read that failed half-way
+        return super().request_records(context)
 
     # -- responses ------------------------------------------------------------------
 
@@ -133,23 +211,33 @@ class AddonsStream(PartnerStream):
         session = self.session
         session.prepare(self.name)
         session.recall(self.stream_state)
+        if self.tap.partner_budget is not None:
+            self.__dict__["_order"] = self.schedule.order()
+            return [{"resource_uuid": resource} for resource in self.__dict__["_order"]]
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
             self.logger.info("addons: resuming after add-on resource %s (%d of %d installs left)",
                              resume_after, len(pending), len(session.installs))
         self.__dict__["_last_pending"] = pending[-1] if pending else None
+        self.__dict__["_order"] = pending
         return [{"resource_uuid": resource} for resource in pending]
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         assert context is not None
+        self.read_ahead()
+        if self.tap.partner_budget is not None:
+            yield from self.scheduled_records(context)
+            return
         resource = context["resource_uuid"]
         yield from super().get_records(context)
+        self.read_done(resource)
         # Reached once every child stream of this install is done.
         self.session.finished(resource)
         state = self.stream_state
         if resource == self.__dict__.get("_last_pending"):
             state.pop(RESUME_KEY, None)
+            self.commit_etags()
         else:
             state[RESUME_KEY] = resource
         self.session.remember(state)
@@ -160,6 +248,86 @@ class AddonsStream(PartnerStream):
         return {"resource_uuid": context["resource_uuid"],
                 "app_id": (record.get("app") or {}).get("id")}
 
+    # -- concurrent installs (see partner_concurrency) ---------------------------------
+
+    def read_ahead(self) -> None:
+        """Workers read the next installs while this one is emitted."""
+        prefetcher = self.tap.prefetcher
+        position = self.__dict__.get("_position", 0)
+        self.__dict__["_position"] = position + 1
+        if prefetcher is None:
+            return
+        budget = self.tap.partner_budget
+
+        def may_submit() -> bool:
+            # Room in the budget for every install in flight and one more: an install
+            # cut short by the budget is read again next night, its requests wasted.
+            if budget is None:
+                return True
+            if budget.exhausted:
+                return False
+            schedule = self.schedule
+            per_install = (math.ceil(budget.spent / schedule.installs_read)
+                           if schedule.installs_read else len(requesting_streams(self)))
+            return budget.remaining >= per_install * (prefetcher.in_flight() + 1)
+
+        prefetcher.ahead(self.__dict__.get("_order") or [], position, may_submit)
+
+    def read_done(self, resource: str) -> None:
+        prefetcher = self.tap.prefetcher
+        if prefetcher is not None:
+            prefetcher.done(resource)
+
+    # -- with a request budget (see partner_schedule) ---------------------------------
+
+    @property
+    def schedule(self) -> Schedule:
+        schedule = self.__dict__.get("_schedule")
+        if schedule is None:
+            session = self.session
+            schedule = self.__dict__["_schedule"] = Schedule(
+                self.stream_state.get(SCHEDULE_KEY), session.installs,
+                session.listing_fingerprints,
+                full_refresh_nights=int(self.config.get("full_refresh_nights") or 7))
+            self.stream_state.pop(RESUME_KEY, None)  # the schedule's state says what is left
+            self.__dict__["_left"] = len(schedule.order())
+            self.__dict__["_install_cost"] = 1
+        return schedule
+
+    def scheduled_records(self, context: Context) -> t.Iterable[dict]:
+        """One install of the night's plan, if the budget still holds one; its bucket
+        counts as read only once every install in it was read to the end."""
+        budget = self.tap.partner_budget
+        assert budget is not None
+        resource = context["resource_uuid"]
+        schedule = self.schedule
+        self.__dict__["_left"] -= 1
+        prefetcher = self.tap.prefetcher
+        if (prefetcher is not None and prefetcher.submitted(resource)) or (
+                not budget.exhausted and budget.remaining >= self.__dict__["_install_cost"]):
+            spent_before = budget.spent
+            yield from PartnerStream.get_records(self, context)
+            self.session.finished(resource)
+            self.read_done(resource)
+            cost = budget.spent - spent_before
+            self.__dict__["_install_cost"] = max(self.__dict__["_install_cost"], cost)
+            complete = resource not in budget.cut_short
+            if complete:
+                schedule.installs_read += 1
+            if complete and schedule.finished(resource) and schedule.due_write():
+                self.stream_state[SCHEDULE_KEY] = schedule.dump()
+                write_state_now(self)
+        elif not self.__dict__.get("_budget_warned"):
+            self.__dict__["_budget_warned"] = True
+            self.logger.warning(
+                "partner mode: request_budget (%d Platform API requests) spent; %d planned "
+                "install(s) are left for the next runs (their rows from earlier runs stay)",
+                budget.limit, self.__dict__["_left"] + 1)
+        if self.__dict__["_left"] == 0:
+            self.stream_state[SCHEDULE_KEY] = schedule.dump()
+            self.commit_etags()
+            write_state_now(self)
+
 
 class AddonConfigStream(PartnerStream):
     """Config vars of each add-on resource: your customers' secrets (opt in)."""
@@ -169,6 +337,7 @@ class AddonConfigStream(PartnerStream):
     parent_stream_type = AddonsStream
     primary_keys = ("addon_id", "name")
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     selected_by_default = False
     parent_id_fields = {"addon_id": "resource_uuid"}
 
@@ -181,6 +350,7 @@ class AddonAttachmentsStream(PartnerStream):
     parent_stream_type = AddonsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     # The log drain URL carries its Logplex token (a customer credential): opt in, as
     # app_info's in legacy mode.
@@ -226,6 +396,7 @@ class AppDomainsStream(PartnerStream):
     parent_stream_type = PartnerAppsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     parent_id_fields = {"app_id": "app_id"}
 
@@ -238,8 +409,18 @@ class AppCollaboratorsStream(PartnerStream):
     parent_stream_type = PartnerAppsStream
     primary_keys = ("id",)
     schema = StreamSchema(SCHEMAS)
+    conditional = True
     ranged = True
     parent_id_fields = {"app_id": "app_id"}
+
+
+def requesting_streams(stream: PartnerStream) -> list[PartnerStream]:
+    """``stream`` and its descendants that the run reads (a request each, at least)."""
+    found = [stream]
+    for child in stream.child_streams:
+        if child.selected or child.has_selected_descendents:
+            found += requesting_streams(child)
+    return found
 
 
 PARTNER_STREAMS = (AddonsStream, AddonConfigStream, AddonAttachmentsStream, PartnerAppsStream,

@@ -21,6 +21,13 @@ from tap_common.responses import ErrorEnvelope, IdMessageEnvelope
 from tap_common.tap import COMMON_SETTINGS, VendorTap
 from tap_heroku_vendor import partner as partner_api
 from tap_heroku_vendor import streams
+from tap_heroku_vendor.partner_concurrency import (
+    ConcurrentPartnerSession,
+    ConcurrentPerInstallThrottle,
+    InstallPrefetcher,
+)
+from tap_heroku_vendor.partner_etags import GENERATION_KEY, EtagCache
+from tap_heroku_vendor.partner_schedule import BudgetedThrottle, RequestBudget, schedule_summary
 from tap_heroku_vendor.partner_streams import PARTNER_STREAMS
 
 # Heroku's platform pool: 4500 tokens, refilled at 75 per minute.
@@ -123,6 +130,42 @@ class TapHerokuVendor(VendorTap):
             "per token) or one per install's token (`per_install`: only if Heroku is known "
             "to meter each token separately).",
         ),
+        th.Property(
+            "request_budget",
+            th.IntegerType(minimum=1),
+            description="Partner mode: the most Platform API requests one run sends "
+            "(retries included; token requests and addons.heroku.com are not counted). "
+            "Unset: every install is read in every run. Set: new and changed installs "
+            "are read first, then the installs read longest ago, so that each is re-read "
+            "at least every `full_refresh_nights` runs; see docs/tap-heroku-vendor.md for "
+            "sizes (about 40000 fits a night of Heroku's shared pool).",
+        ),
+        th.Property(
+            "full_refresh_nights",
+            th.IntegerType(minimum=1),
+            default=7,
+            description="Partner mode with `request_budget`: every install is re-read at "
+            "least once in this many runs (one run a night), changed or not. If the "
+            "budget cannot cover it, the run says so and what budget would.",
+        ),
+        th.Property(
+            "concurrent_installs",
+            th.IntegerType(minimum=1, maximum=32),
+            default=8,
+            description="Partner mode with `rate_limit_scope: per_install`: how many "
+            "installs are read at the same time (each with its own token and pool; the "
+            "records are emitted in the same order as one at a time). 1 reads one install "
+            "after another. With `shared` scope, installs are always read one at a time.",
+        ),
+        th.Property(
+            "etag_cache_file",
+            th.StringType,
+            description="Partner mode: path of a local SQLite file where the tap keeps the "
+            "Platform API's ETags, to ask the lists of attachments, config, domains and "
+            "collaborators with `If-None-Match` (a `304` emits no rows: the warehouse "
+            "keeps those of the earlier run). Unset: no conditional requests. The state "
+            "says which ETags are loaded; a full refresh starts the file anew.",
+        ),
         settings.requests_per_second(vendor_limit="Heroku's request pool"),
         th.Property(
             "rate_limit_reserve",
@@ -192,15 +235,53 @@ class TapHerokuVendor(VendorTap):
         }
 
     @cached_property
-    def throttle(self) -> RequestThrottle | partner_api.PerInstallThrottle:  # type: ignore[override]
+    def throttle(self) -> t.Any:  # type: ignore[override]
         rps = self.config.get("requests_per_second", self.default_requests_per_second)
-        if self.partner_mode and self.config.get("rate_limit_scope") == "per_install":
-            return partner_api.PerInstallThrottle(rps, **self.pool_settings())
-        return RequestThrottle(rps, **self.pool_settings())
+        if self.concurrent_installs > 1:
+            throttle = ConcurrentPerInstallThrottle(rps, **self.pool_settings())
+        elif self.partner_mode and self.config.get("rate_limit_scope") == "per_install":
+            throttle = partner_api.PerInstallThrottle(rps, **self.pool_settings())
+        else:
+            throttle = RequestThrottle(rps, **self.pool_settings())
+        if self.partner_budget is not None:
+            return BudgetedThrottle(throttle, self.partner_budget)
+        return throttle
+
+    @cached_property
+    def etag_cache(self) -> EtagCache | None:
+        """Partner mode's ETags (``etag_cache_file``), those the state vouches for."""
+        path = self.config.get("etag_cache_file")
+        if not self.partner_mode or not path:
+            return None
+        committed = self.streams["addons"].stream_state.get(GENERATION_KEY)
+        return EtagCache(str(path), committed if isinstance(committed, int) else None)
+
+    @cached_property
+    def partner_budget(self) -> RequestBudget | None:
+        """Partner mode's ``request_budget`` for this run (None: every install is read)."""
+        limit = self.config.get("request_budget")
+        if not self.partner_mode or not limit:
+            return None
+        return RequestBudget(int(limit), str(self.config["api_url"]))
 
     @cached_property
     def partner(self) -> partner_api.PartnerSession:
+        if self.concurrent_installs > 1:
+            return ConcurrentPartnerSession(self.config, self.client, self.logger)
         return partner_api.PartnerSession(self.config, self.client, self.logger)
+
+    @property
+    def concurrent_installs(self) -> int:
+        """Installs read at once: more than 1 only where each token has its own pool."""
+        if not self.partner_mode or self.config.get("rate_limit_scope") != "per_install":
+            return 1
+        return int(self.config.get("concurrent_installs") or 8)
+
+    @cached_property
+    def prefetcher(self) -> InstallPrefetcher | None:
+        if self.concurrent_installs <= 1:
+            return None
+        return InstallPrefetcher(self.streams["addons"], self.concurrent_installs)
 
     def named_hosts(self) -> dict[str, ErrorEnvelope | None]:
         if not self.partner_mode:
@@ -259,8 +340,20 @@ class TapHerokuVendor(VendorTap):
             if self.partner_mode and self.partner.prepared:
                 # New refresh tokens reach installs_file however the run ends.
                 self.partner.rotated_tokens.write()
+            if self.__dict__.get("prefetcher") is not None:
+                self.prefetcher.close()
         if self.partner_mode and self.partner.prepared:
             self.logger.info("%s", self.partner.summary())
+            if self.partner_budget is not None:
+                line, warning = schedule_summary(self)
+                self.logger.info("%s", line)
+                if warning:
+                    self.logger.warning("%s", warning)
+            cache = self.etag_cache
+            if cache is not None:
+                self.logger.info("partner mode: %d conditional request(s) (If-None-Match), %d "
+                                 "answered 304 Not Modified (no rows: the warehouse keeps "
+                                 "them)", cache.sent, cache.not_modified)
             lost = self.partner.failure_line("addons")
             if lost:
                 raise partner_api.InstallsLostError(lost)

@@ -386,6 +386,11 @@ class TokenBucket:
                 return True
             return False
 
+    def refund(self) -> None:
+        """Give back the token of a request the vendor does not charge after all."""
+        with self._lock:
+            self.tokens = min(self.capacity, self.tokens + 1)
+
     @property
     def remaining(self) -> int:
         return int(self.tokens)

@@ -21,6 +21,7 @@ listing, the OAuth error body), so the tap can be tested against each reading.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import secrets
@@ -76,6 +77,16 @@ class HerokuPartnerSettings:
     pool_refill_per_second: float = 1.25
     #: One pool per access token (else one for the whole partner account).
     pool_per_token: bool = False
+    #: The pool's clock runs this many times faster than real time (a benchmark's
+    #: simulated night): the refill is ``pool_refill_per_second * clock_speed``.
+    clock_speed: float = 1.0
+    #: ``ETag`` on every 200/206 GET; ``If-None-Match`` with it answers ``304``.
+    etags: bool = True
+    #: Whether a ``304 Not Modified`` takes a token from the pool. Heroku does not say;
+    #: True (charged) is the conservative reading, and the sandbox's default.
+    pool_charges_not_modified: bool = True
+    #: Seconds each Platform API answer takes (a round trip to Heroku, for benchmarks).
+    latency_seconds: float = 0.0
     #: Where the addons.heroku.com listing puts the resource uuid (dotted path), or "".
     listing_uuid_field: str = "addon.id"
     #: Wrap the listing in an object under this key ("" for a bare array).
@@ -96,7 +107,11 @@ class HerokuPartnerApp(VendorApp):
             raise ValueError(msg)
         self._lock = threading.Lock()
         self.rng = random.Random(s.seed)
-        self.shared_pool = TokenBucket(s.pool_capacity, s.pool_refill_per_second)
+        self.shared_pool = TokenBucket(s.pool_capacity, s.pool_refill_per_second * s.clock_speed)
+        self.not_modified = 0
+        #: Requests being answered at once (counted while ``latency_seconds`` is waited).
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.token_pools: dict[str, TokenBucket] = {}
         #: access token -> (resource uuid, expiry on the monotonic clock)
         self.access_tokens: dict[str, tuple[str, float]] = {}
@@ -132,48 +147,57 @@ class HerokuPartnerApp(VendorApp):
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> resource uuid
         self.install_list: list[dict] = []  # what the partner's database holds
         self.revoked: set[str] = set()
-        service = {"id": self.new_id(), "name": s.manifest_id}
+        self.service = service = {"id": self.new_id(), "name": s.manifest_id}
         app = None
         for i in range(s.installs + s.tokenless_installs):
             resource = self.new_id()
             if app is None or not (s.shared_app_every and (i + 1) % s.shared_app_every == 0):
                 app = self.make_app(i)
-            plan = rng.choice(PLANS)
-            addon = {
-                "id": resource,
-                "name": f"{s.manifest_id}-{rng.choice(['fluffy', 'shiny', 'rigid', 'cubic'])}-{rng.randrange(99999)}",
-                "addon_service": service,
-                "app": {"id": app["id"], "name": app["name"]},
-                "billing_entity": {"id": app["id"], "name": app["name"], "type": "app"},
-                "billed_price": {"cents": rng.choice([0, 900, 2500]), "contract": False, "unit": "month"},
-                "config_vars": [f"{s.manifest_id.upper().replace('-', '_')}_URL"],
-                "created_at": stamp(1_650_000_000 + i * 3600),
-                "updated_at": stamp(1_700_000_000 + i * 60),
-                "plan": {"id": self.new_id(), "name": f"{s.manifest_id}:{plan}"},
-                "provider_id": str(i + 1),
-                "state": "provisioned",
-                "web_url": f"https://addons-sso.heroku.com/apps/{app['id']}/addons/{resource}",
-                "actions": [],
-            }
-            addon["_config"] = [
-                {"name": f"{s.manifest_id.upper().replace('-', '_')}_VAR_{n}",
-                 "value": f"secret-value-{resource[:8]}-{n}"} for n in range(s.config_vars)]
-            addon["_attachments"] = [
-                {"id": self.new_id(), "name": name, "namespace": None,
-                 "addon": {"id": resource, "name": addon["name"], "app": addon["app"]},
-                 "app": addon["app"],
-                 "created_at": addon["created_at"], "updated_at": addon["updated_at"],
-                 "web_url": addon["web_url"],
-                 "log_input_url": f"https://token:t.{resource}@1.us.logplex.io/logs"}
-                for name in ["MYADDON", "MYADDON_SECOND"][: 1 + rng.randrange(max(1, s.max_attachments))]]
-            self.addons[resource] = addon
-            if i >= s.installs:
-                continue  # listed by addons.heroku.com, but the partner has no token for it
-            refresh = f"refresh-{secrets.token_hex(12)}"
-            self.refresh_tokens[refresh] = resource
-            if s.revoked_every and (i + 1) % s.revoked_every == 0:
-                self.revoked.add(resource)
-            self.install_list.append({"resource_uuid": resource, "refresh_token": refresh})
+            self.provision(i, app, service, resource, with_token=i < s.installs)
+
+    def provision(self, i: int, app: dict, service: dict, resource: str | None = None, *,
+                  with_token: bool = True) -> str:
+        """The ``i``th add-on resource, on ``app``; with a refresh token unless not."""
+        s = self.settings
+        rng = self.rng
+        resource = resource or self.new_id()
+        plan = rng.choice(PLANS)
+        addon = {
+            "id": resource,
+            "name": f"{s.manifest_id}-{rng.choice(['fluffy', 'shiny', 'rigid', 'cubic'])}-{rng.randrange(99999)}",
+            "addon_service": service,
+            "app": {"id": app["id"], "name": app["name"]},
+            "billing_entity": {"id": app["id"], "name": app["name"], "type": "app"},
+            "billed_price": {"cents": rng.choice([0, 900, 2500]), "contract": False, "unit": "month"},
+            "config_vars": [f"{s.manifest_id.upper().replace('-', '_')}_URL"],
+            "created_at": stamp(1_650_000_000 + i * 3600),
+            "updated_at": stamp(1_700_000_000 + i * 60),
+            "plan": {"id": self.new_id(), "name": f"{s.manifest_id}:{plan}"},
+            "provider_id": str(i + 1),
+            "state": "provisioned",
+            "web_url": f"https://addons-sso.heroku.com/apps/{app['id']}/addons/{resource}",
+            "actions": [],
+        }
+        addon["_config"] = [
+            {"name": f"{s.manifest_id.upper().replace('-', '_')}_VAR_{n}",
+             "value": f"secret-value-{resource[:8]}-{n}"} for n in range(s.config_vars)]
+        addon["_attachments"] = [
+            {"id": self.new_id(), "name": name, "namespace": None,
+             "addon": {"id": resource, "name": addon["name"], "app": addon["app"]},
+             "app": addon["app"],
+             "created_at": addon["created_at"], "updated_at": addon["updated_at"],
+             "web_url": addon["web_url"],
+             "log_input_url": f"https://token:t.{resource}@1.us.logplex.io/logs"}
+            for name in ["MYADDON", "MYADDON_SECOND"][: 1 + rng.randrange(max(1, s.max_attachments))]]
+        self.addons[resource] = addon
+        if not with_token:
+            return resource  # listed by addons.heroku.com, but the partner has no token for it
+        refresh = f"refresh-{secrets.token_hex(12)}"
+        self.refresh_tokens[refresh] = resource
+        if s.revoked_every and (i + 1) % s.revoked_every == 0 and i < s.installs:
+            self.revoked.add(resource)
+        self.install_list.append({"resource_uuid": resource, "refresh_token": refresh})
+        return resource
 
     def make_app(self, i: int) -> dict:
         rng = self.rng
@@ -284,11 +308,19 @@ class HerokuPartnerApp(VendorApp):
             return self.shared_pool
         with self._lock:
             if token not in self.token_pools:
-                self.token_pools[token] = TokenBucket(self.settings.pool_capacity,
-                                                      self.settings.pool_refill_per_second)
+                self.token_pools[token] = TokenBucket(
+                    self.settings.pool_capacity,
+                    self.settings.pool_refill_per_second * self.settings.clock_speed)
             return self.token_pools[token]
 
     def before(self, request: Request) -> Response | None:
+        if self.settings.latency_seconds:
+            with self._lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            time.sleep(self.settings.latency_seconds)
+            with self._lock:
+                self.in_flight -= 1
         pool = self.pool_for(request)
         if not pool.take():
             return heroku_error(429, "rate_limit",
@@ -298,8 +330,47 @@ class HerokuPartnerApp(VendorApp):
         return None
 
     def after(self, request: Request, response: Response) -> Response:
-        response.headers["RateLimit-Remaining"] = str(self.pool_for(request).remaining)
+        pool = self.pool_for(request)
+        if self.settings.etags and request.method == "GET" and response.status in (200, 206) \
+                and isinstance(response.body, bytes):
+            etag = '"' + hashlib.blake2b(response.body, digest_size=12).hexdigest() + '"'
+            response.headers["ETag"] = etag
+            if request.headers.get("If-None-Match") == etag:
+                kept = {k: v for k, v in response.headers.items()
+                        if k in ("ETag", "Accept-Ranges", "Next-Range", "Content-Range")}
+                response = Response(304, b"", kept)
+                with self._lock:
+                    self.not_modified += 1
+                if not self.settings.pool_charges_not_modified:
+                    pool.refund()
+        response.headers["RateLimit-Remaining"] = str(pool.remaining)
         return response
+
+    # -- changes between nights (tests, benchmarks) ------------------------------------
+
+    def change_plan(self, resource: str) -> None:
+        """A plan change: the add-on and its entry in addons.heroku.com's list change."""
+        addon = self.addons[resource]
+        current = addon["plan"]["name"].split(":", 1)[-1]
+        plan = PLANS[(PLANS.index(current) + 1) % len(PLANS)]
+        addon["plan"] = {"id": self.new_id(), "name": f"{self.settings.manifest_id}:{plan}"}
+        addon["updated_at"] = stamp(int(time.time()))
+
+    def add_domain(self, app_id: str) -> dict:
+        """A custom domain added to an app (addons.heroku.com's list does not change)."""
+        app = self.apps[app_id]
+        ref = {"id": app_id, "name": app["name"]}
+        domain = {"id": self.new_id(), "app": ref, "hostname": f"new{len(app['_domains'])}.{app['name']}.example",
+                  "kind": "custom", "cname": None, "status": "pending", "acm_status": None,
+                  "acm_status_reason": None, "created_at": app["created_at"],
+                  "updated_at": app["updated_at"]}
+        app["_domains"] = sorted([*app["_domains"], domain], key=lambda d: d["id"])
+        return domain
+
+    def add_install(self) -> str:
+        """A new install (its own app), with a refresh token the partner stores."""
+        i = len(self.addons)
+        return self.provision(i, self.make_app(i), self.service)
 
     def not_found(self, request: Request) -> Response:
         return heroku_error(404, "not_found", "The requested API endpoint was not found.")
