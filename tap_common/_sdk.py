@@ -14,9 +14,15 @@ from singer_sdk import RESTStream, Tap
 
 if t.TYPE_CHECKING:
     import requests
+    # The types of the public ``get_batches`` hook's arguments, which the SDK declares in
+    # a private module.
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
     from tap_common.tap import VendorTap
+
+
+__all__ = ["BaseBatchFileEncoding", "BatchConfig", "StreamInternals", "TapInternals"]
 
 
 class StreamInternals(RESTStream):
@@ -70,6 +76,15 @@ def mark_record_written(stream: RESTStream) -> None:
     # ``state_manager.is_flushed`` is the SDK's "state written" flag (its class lives in
     # the private ``singer_sdk.streams._state``); nothing public sets it.
     stream.state_manager.is_flushed = False
+
+
+def records_without_messages(stream: RESTStream, context: Context | None
+                             ) -> t.Iterator[dict]:
+    """The stream's records with the SDK's state, counters and child syncs, but no
+    RECORD messages: what its batches are made of."""
+    # ``_sync_records(write_messages=False)`` is what the SDK's own ``get_batches`` reads;
+    # the public hook gets the batch config but no public iterator of synced records.
+    return stream._sync_records(context, write_messages=False)  # noqa: SLF001
 
 
 def write_state_now(stream: RESTStream) -> None:

@@ -11,18 +11,25 @@ from urllib.parse import ParseResult, parse_qsl, urlencode, urlsplit
 
 import orjson
 import requests
-from singer_sdk.exceptions import SingerSDKError
+from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
-from tap_common._sdk import StreamInternals, mark_record_written, utc_now
+from tap_common._sdk import (
+    StreamInternals,
+    mark_record_written,
+    records_without_messages,
+    utc_now,
+)
+from tap_common.batch import BatchFiles
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
 from tap_common.writer import write_record
 
 if t.TYPE_CHECKING:
+    from tap_common._sdk import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
     from singer_sdk.streams.rest import HTTPRequest
@@ -67,6 +74,16 @@ class VendorRESTStream(StreamInternals):
     # skipped exactly when it cannot change the output.
 
     def write_record_fast(self, record: dict) -> dict | None:
+        record = self.checked_record(record)
+        if self._passes_records_through:
+            write_record(self.name, record, self.stream_version, utc_now())
+            mark_record_written(self)
+            return None
+        return record
+
+    def checked_record(self, record: dict) -> dict:
+        """The record as it may leave the tap: with its replication value, without fields
+        the schema does not declare."""
         replication_key = self.replication_key
         if replication_key and record.get(replication_key) is None:
             # Every replication key is a documented, required field: a record without one
@@ -80,11 +97,53 @@ class VendorRESTStream(StreamInternals):
         if not declared.issuperset(record):
             self._report_drift(record)
             record = {name: value for name, value in record.items() if name in declared}
-        if self._passes_records_through:
-            write_record(self.name, record, self.stream_version, utc_now())
-            mark_record_written(self)
-            return None
         return record
+
+    # -- BATCH messages (batch_config set): the SDK's documented hook ------------------
+
+    def get_batches(self, batch_config: BatchConfig, context: Context | None = None
+                    ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """This stream's records in JSON Lines files (``tap_common.batch``), checked,
+        selected and mapped as its RECORD messages would be. One set of files per stream
+        and run: a child stream's file stays open across parents, and any open file is
+        closed and announced before the next STATE."""
+        files = self.__dict__.get("_batch_files")
+        if files is None:
+            files = self.__dict__["_batch_files"] = BatchFiles(
+                batch_config, tap_name=self.tap_name, stream=self.batch_stream_name)
+        prepare = self.batch_record
+        for record in records_without_messages(self, context):
+            ready = prepare(record)
+            if ready is not None:
+                manifest = files.add(ready)
+                if manifest:
+                    yield batch_config.encoding, manifest
+        if self.parent_stream_type is None:
+            manifest = files.close()
+            if manifest:
+                yield batch_config.encoding, manifest
+
+    @property
+    def batch_stream_name(self) -> str:
+        """The stream the BATCH messages name: this one, unless its one stream map gives
+        it another name (several maps per stream are not supported with batch_config)."""
+        maps = self.stream_maps
+        if len(maps) != 1:
+            msg = (f"{self.name}: batch_config cannot be used with stream maps that copy the "
+                   f"stream into {len(maps)} streams")
+            raise ConfigValidationError(msg)
+        return maps[0].stream_alias
+
+    def batch_record(self, record: dict) -> dict | None:
+        """What the RECORD message would carry: checked, selected, mapped (None if the
+        map filters it out)."""
+        record = self.checked_record(record)
+        if self._passes_records_through:
+            return record
+        mask = self.mask
+        record = {name: value for name, value in record.items()
+                  if mask.get(("properties", name), True)}
+        return self.stream_maps[0].transform(record)
 
     def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable:
         if not self.child_streams:
