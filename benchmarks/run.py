@@ -5,6 +5,13 @@ sandbox data sets, runs the INSTALLED console scripts with stdout to /dev/null, 
 prints one table. Nothing here passes or fails a build: the figures are for people.
 
 Options: ``--quick`` uses data sets 10x smaller (a smoke run, minutes instead of ~15).
+
+Each figure that has a stored counterpart in ``benchmarks/baseline.json`` (the previous
+release's, measured on this machine) is printed beside it, and one that is more than 10 %
+worse is flagged ``REGRESSED``. The figures compared are the ones measured against
+something in the same run (tap / floor ratios) or not timed at all (peak RSS), since
+seconds on a shared machine vary more than that. ``--save-baseline FILE`` writes this
+run's figures in that file's format.
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ class Row:
     value: str
     target: str
     verdict: str
+    #: The figure compared with the baseline's (lower is better); None: not compared.
+    figure: float | None = None
+
+
+BASELINE = Path(__file__).with_name("baseline.json")
+#: A figure this much worse than the baseline's is flagged.
+REGRESSION = 0.10
 
 
 @dataclass
@@ -129,8 +143,9 @@ def heroku_child_scaling(small: int, large: int) -> list[Row]:
         Row(f"heroku app_info, {small:,} apps", f"{runs[small][0]:.1f} s", "", ""),
         Row(f"heroku app_info, {large:,} apps", f"{runs[large][0]:.1f} s", "", ""),
         Row(f"  time ratio ({scale:g}x the apps)", f"{ratio:.1f}", f"< {1.2 * scale:g} (linear)",
-            verdict(ratio < 1.2 * scale)),
-        Row("  final STATE", f"{runs[large][1]:,} bytes", "< 10 KB", verdict(runs[large][1] < 10_240)),
+            verdict(ratio < 1.2 * scale), figure=round(ratio, 2)),
+        Row("  final STATE", f"{runs[large][1]:,} bytes", "< 10 KB", verdict(runs[large][1] < 10_240),
+            figure=runs[large][1]),
     ]
 
 
@@ -215,9 +230,10 @@ def throughput_rows(label: str, run: ProcessRun, records: int, floor_seconds: fl
     return [
         Row(f"{label}: tap", f"{tap_rate:,.0f} rec/s ({records:,} in {run.seconds:.1f} s)", "", ""),
         Row(f"{label}: raw floor", f"{floor_rate:,.0f} rec/s", "", ""),
-        Row(f"{label}: tap / floor", f"{ratio:.1f}x slower", "<= 4x", verdict(ratio <= 4)),
+        Row(f"{label}: tap / floor", f"{ratio:.2f}x slower", "<= 2x", verdict(ratio <= 2),
+            figure=round(ratio, 2)),
         Row(f"{label}: tap peak RSS", f"{run.max_rss_mb:.0f} MB", "< 150 MB",
-            verdict(run.max_rss_mb < 150)),
+            verdict(run.max_rss_mb < 150), figure=round(run.max_rss_mb)),
     ]
 
 
@@ -301,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller data sets")
     parser.add_argument("--only", action="append", default=[], help="run only these measurements")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="the previous release's figures (default: %(default)s)")
+    parser.add_argument("--save-baseline", type=Path, metavar="FILE",
+                        help="write this run's figures to FILE (as a new baseline)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     for func in MEASUREMENTS:
@@ -308,12 +328,46 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"... {func.__name__}", file=sys.stderr, flush=True)
         rows.extend(func(args.quick))
-    widths = [max(len(getattr(r, f)) for r in [Row("measure", "value", "target", "verdict"), *rows])
-              for f in ("measure", "value", "target", "verdict")]
-    for row in [Row("measure", "value", "target", "verdict"), *rows]:
-        print("  ".join(getattr(row, f).ljust(w) for f, w in
-                        zip(("measure", "value", "target", "verdict"), widths, strict=True)).rstrip())
+    baseline = load_baseline(args.baseline)
+    fields = ("measure", "value", "target", "verdict", "previous")
+    cells = [dict(zip(fields, ["measure", "value", "target", "verdict",
+                               f"previous release ({baseline.get('release', 'none')})"],
+                      strict=True))]
+    regressions = []
+    for row in rows:
+        previous, flag = compare(row, baseline.get("figures", {}))
+        if flag:
+            regressions.append(row.measure)
+        cells.append({"measure": row.measure, "value": row.value, "target": row.target,
+                      "verdict": row.verdict, "previous": previous + flag})
+    widths = {f: max(len(c[f]) for c in cells) for f in fields}
+    for cell in cells:
+        print("  ".join(cell[f].ljust(widths[f]) for f in fields).rstrip())
+    if regressions:
+        print(f"\nREGRESSED by more than {REGRESSION:.0%} against the previous release: "
+              + "; ".join(regressions))
+    if args.save_baseline:
+        figures = {row.measure: row.figure for row in rows if row.figure is not None}
+        args.save_baseline.write_text(json.dumps(
+            {"release": "(fill in: the commit measured)",
+             "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+             "figures": figures}, indent=2) + "\n")
     return 0
+
+
+def load_baseline(path: Path) -> dict[str, t.Any]:
+    """The stored figures of the previous release ({} when there is no file)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def compare(row: Row, figures: t.Mapping[str, float]) -> tuple[str, str]:
+    """The baseline's figure for ``row`` with the change, and a flag if it regressed."""
+    if row.figure is None or row.measure not in figures:
+        return "", ""
+    previous = figures[row.measure]
+    change = row.figure / previous - 1 if previous else 0.0
+    flag = f"  REGRESSED (+{change:.0%})" if change > REGRESSION else ""
+    return f"{previous:g} ({change:+.0%})", flag
 
 
 if __name__ == "__main__":

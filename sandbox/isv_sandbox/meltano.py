@@ -14,6 +14,8 @@ def decimal_settings(project: Path, tap: str) -> set[str]:
     """The tap's settings of kind ``decimal`` in the project's meltano.yml."""
     plugins = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["extractors"]
     plugin = next(p for p in plugins if p["name"] == tap)
+    while "inherit_from" in plugin and "settings" not in plugin:  # tap-isvapp-batch
+        plugin = next(p for p in plugins if p["name"] == plugin["inherit_from"])
     return {s["name"] for s in plugin.get("settings", []) if s.get("kind") == "decimal"}
 
 

@@ -1,0 +1,166 @@
+"""BATCH messages (``batch_config``): declared by every tap, written by the taps' own
+writer, and loaded by the real `meltano run` into PostgreSQL (docs/loading.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+import isv_sandbox
+from tap_common.batch import loads_lines
+from helpers import BIN, FAST_RETRIES, REPO, SyncOutput, run_cli
+from test_isvapp import ALL_STREAMS
+from test_isvapp_e2e import SANDBOX, emitted_keys
+from test_meltano_e2e import meltano, meltano_env, postgres_connection
+
+TAPS = ("tap-heroku-vendor", "tap-isvapp", "tap-marketplace")
+
+
+def batch_config(root: Path, compression: str, batch_size: int = 10) -> dict:
+    return {"batch_config": {"encoding": {"format": "jsonl", "compression": compression},
+                             "storage": {"root": root.as_uri()}, "batch_size": batch_size}}
+
+
+@pytest.mark.parametrize("tap", TAPS)
+def test_every_tap_declares_batch(tap: str) -> None:
+    about = subprocess.run([str(BIN / tap), "--about", "--format=json"],  # noqa: S603
+                           capture_output=True, text=True, check=True)
+    info = json.loads(about.stdout)
+    assert "batch" in info["capabilities"]
+    assert "batch_config" in info["settings"]["properties"]
+    definition = yaml.safe_load((REPO / "plugins" / "extractors" / f"{tap}.yml").read_text())
+    assert "batch" in definition["capabilities"]
+    assert "batch_config" in {setting["name"] for setting in definition["settings"]}
+
+
+def batches(out: SyncOutput) -> dict[str, list[dict]]:
+    """The records of every BATCH message's files, per stream, in message order."""
+    found: dict[str, list[dict]] = {}
+    for message in out.messages:
+        if message["type"] == "BATCH":
+            for url in message["manifest"]:
+                found.setdefault(message["stream"], []).extend(
+                    loads_lines(Path(urlparse(url).path).read_bytes()))
+    return found
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_batch_files_hold_what_the_records_would(tmp_path: Path, compression: str) -> None:
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        config = {**server.app.tap_config(), **FAST_RETRIES}
+        plain = run_cli("tap-isvapp", config)
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        config = {**server.app.tap_config(), **FAST_RETRIES}
+        batched = run_cli("tap-isvapp", {**config, **batch_config(tmp_path, compression)})
+    assert plain.returncode == 0 and batched.returncode == 0, batched.stderr[-3000:]
+    assert not batched.records, "batch mode writes no RECORD messages"
+    got = batches(batched)
+    assert set(got) == set(plain.records)
+    for stream, records in plain.records.items():
+        assert got[stream] == records, stream  # same fields, same values, same order
+    assert batched.final_state == plain.final_state
+    messages = [m for m in batched.messages if m["type"] == "BATCH"]
+    assert {m["encoding"]["compression"] for m in messages} == {compression}
+    suffix = ".jsonl.gz" if compression == "gzip" else ".jsonl"
+    assert all(url.endswith(suffix) for m in messages for url in m["manifest"])
+    # 10 records per file: a stream's files are full but for its last.
+    sizes = [len(loads_lines(Path(urlparse(m["manifest"][0]).path).read_bytes()))
+             for m in messages if m["stream"] == "package_usage_logs"]
+    assert sizes[:-1] == [10] * (len(sizes) - 1) and 0 < sizes[-1] <= 10
+
+
+def test_no_state_covers_a_record_before_its_batch_is_announced(tmp_path: Path) -> None:
+    """Every STATE comes after the BATCH messages of every record it covers: a
+    taxonomy month's bookmark only once that month's rows are in an announced file."""
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        config = {**server.app.tap_config(), **FAST_RETRIES}
+        out = run_cli("tap-isvapp", {**config, **batch_config(tmp_path, "none", 7)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    announced: list[dict] = []
+    checked = 0
+    for message in out.messages:
+        if message["type"] == "BATCH" and message["stream"] == "taxonomy_item_usage":
+            announced.extend(loads_lines(Path(urlparse(message["manifest"][0]).path).read_bytes()))
+        elif message["type"] == "STATE":
+            bookmark = (message["value"]["bookmarks"].get("taxonomy_item_usage") or {}).get(
+                "replication_key_value")
+            if bookmark:
+                assert any(row["reference_date"] >= bookmark for row in announced)
+                checked += 1
+    assert checked
+
+
+def test_a_run_deletes_the_files_of_earlier_runs(tmp_path: Path) -> None:
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        config = {**server.app.tap_config(), **FAST_RETRIES, **batch_config(tmp_path, "none")}
+        first = run_cli("tap-isvapp", config)
+        second = run_cli("tap-isvapp", config)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-3000:]
+    (tmp_path / "someone-elses.jsonl").write_text("{}\n")
+
+    def files(out: SyncOutput) -> set[str]:
+        return {Path(urlparse(url).path).name for m in out.messages if m["type"] == "BATCH"
+                for url in m["manifest"]}
+
+    left = {path.name for path in tmp_path.iterdir()} - {"someone-elses.jsonl"}
+    assert left == files(second)
+    assert not left & files(first)
+
+
+def test_batch_mode_keeps_the_catalog_selection(tmp_path: Path) -> None:
+    """A field left out of the catalog (exports.download_url carries a key) is not in
+    the batch files either."""
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        config = {**server.app.tap_config(), **FAST_RETRIES}
+        catalog = json.loads(run_cli("tap-isvapp", config, "--discover").stdout)
+        out = run_cli("tap-isvapp", {**config, **batch_config(tmp_path, "none")}, catalog=catalog)
+    assert out.returncode == 0, out.stderr[-3000:]
+    exports = batches(out)["exports"]
+    assert exports and not any("download_url" in row for row in exports)
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_meltano_run_in_batch_mode_into_postgres() -> None:
+    """meltano.yml's tap-isvapp-batch into target-postgres: every row, the STATE, and
+    only the last run's files left."""
+    connection = postgres_connection()
+    schema = "e2e_tap_isvapp_batch"
+    state_id = "dev:tap-isvapp-batch-to-target-postgres-e2e"
+    with isv_sandbox.start("isvapp", **SANDBOX) as server:
+        expected = emitted_keys({**server.app.tap_config(), **FAST_RETRIES})
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    batch = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-isvapp-batch")
+    root = Path(batch["config"]["batch_config"]["storage"]["root"].replace(
+        "file://$MELTANO_PROJECT_ROOT", str(REPO)))
+    connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    runs = []
+    for _ in range(2):
+        with isv_sandbox.start("isvapp", **SANDBOX) as server:
+            env = meltano_env("tap-isvapp-batch", server.app.tap_config(), {
+                "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema,
+                "TARGET_POSTGRES_PASSWORD": "postgres",
+                "TAP_ISVAPP_BATCH__SELECT": json.dumps([f"{s}.*" for s in ALL_STREAMS])})
+            run = meltano("run", "--full-refresh", "--state-id-suffix", "e2e",
+                          "tap-isvapp-batch", "target-postgres", env=env)
+        assert run.returncode == 0, run.stderr[-5000:]
+        runs.append({path.name for path in root.glob("tap-isvapp--*")})
+
+    for stream, keys in expected.items():
+        count = connection.execute(f'SELECT count(*) FROM "{schema}"."{stream}"').fetchone()[0]
+        assert count == len(keys), f"{stream}: {count} rows loaded, {len(keys)} distinct keys emitted"
+    first, second = runs
+    assert first and second and not first & second, "the first run's files are deleted"
+    # One file per stream with rows (each stream has fewer than 100,000 rows).
+    assert len(second) == len(expected)
+
+    got = meltano("state", "get", state_id, env=env)
+    assert got.returncode == 0, got.stderr[-3000:]
+    bookmarks = json.loads(got.stdout)["singer_state"]["bookmarks"]
+    assert {"taxonomy_item_usage", "package_usage_logs"} <= set(bookmarks)
+    assert "in_flight_export" not in json.dumps(bookmarks["taxonomy_item_usage"])
