@@ -48,6 +48,15 @@ class StreamInternals(RESTStream):
         if remaining is not None:
             super()._write_record_message(remaining)
 
+    def _process_record(self, record: dict, child_context: Context | None = None,
+                        partition_context: Context | None = None) -> None:
+        # Per record the SDK copies the partition's keys into the record and offers it
+        # to child streams; a stream with neither has nothing to do here, and the call
+        # costs on a million-row export. No public hook skips it.
+        if partition_context or self.child_streams:
+            super()._process_record(record, child_context=child_context,
+                                    partition_context=partition_context)
+
     def write_record_fast(self, record: dict) -> dict | None:
         """Write ``record`` without the SDK's per-record steps (None), or give back the
         record for the SDK to write."""

@@ -109,7 +109,12 @@ def write_record(stream: str, record: dict, version: int | None,
                 "time_extracted": time_extracted}
     if version is not None:
         envelope["version"] = version
-    _write(orjson.dumps(envelope, default=_default, option=_OPTIONS), flush=False)
+    line = orjson.dumps(envelope, default=_default, option=_OPTIONS)
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        _write(line, flush=False)
+    else:
+        out.write(line)
 
 
 def _write(line: bytes, *, flush: bool) -> None:
