@@ -4,6 +4,7 @@ hot path, one line per failure. Every request goes through the tap's client
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import logging
 import typing as t
@@ -21,7 +22,6 @@ from tap_common._sdk import (
     StreamInternals,
     mark_record_written,
     records_without_messages,
-    utc_now,
 )
 from tap_common.batch import BatchFiles
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
@@ -74,22 +74,22 @@ class VendorRESTStream(StreamInternals):
     # skipped exactly when it cannot change the output.
 
     def write_record_fast(self, record: dict) -> dict | None:
-        # Compiled once per stream: on a million rows, every attribute looked up per
-        # record shows.
-        write = self.__dict__.get("_write_fast")
-        if write is None:
-            write = self.__dict__["_write_fast"] = self._compile_write_fast()
+        # Compiled on the first record and put in the instance's place of this method
+        # (an instance attribute shadows it): on a million rows, every attribute looked
+        # up and every call made per record shows.
+        write = self.__dict__["write_record_fast"] = self._compile_write_fast()
         return write(record)
 
     def _compile_write_fast(self) -> t.Callable[[dict], dict | None]:
         checked = self.checked_record
         if not self._passes_records_through:
             return checked
-        stream, version, now = self.name, self.stream_version, utc_now
+        stream, version = self.name, self.stream_version
+        now, utc = datetime.datetime.now, datetime.timezone.utc  # utc_now(), inlined
         state_manager = self.state_manager
 
         def write(record: dict) -> None:
-            write_record(stream, checked(record), version, now())
+            write_record(stream, checked(record), version, now(utc))
             # A RECORD was written past the SDK: the state is no longer "written".
             state_manager.is_flushed = False
 
@@ -99,9 +99,7 @@ class VendorRESTStream(StreamInternals):
     def checked_record(self, record: dict) -> dict:
         """The record as it may leave the tap: with its replication value, without fields
         the schema does not declare."""
-        check = self.__dict__.get("_check")
-        if check is None:
-            check = self.__dict__["_check"] = self._compile_check()
+        check = self.__dict__["checked_record"] = self._compile_check()  # as above
         return check(record)
 
     def _compile_check(self) -> t.Callable[[dict], dict]:
@@ -185,12 +183,23 @@ class VendorRESTStream(StreamInternals):
 
     def bookmark_may_advance(self, record: dict, context: Context | None) -> bool:
         """False for a record with the replication value of the one before it."""
-        if self.replication_key:
-            value = record.get(self.replication_key)
-            if value is not None and (value, context) == self.__dict__.get("_last_increment"):
+        compiled = self.__dict__["bookmark_may_advance"] = self._compile_bookmark_check()
+        return compiled(record, context)
+
+    def _compile_bookmark_check(self) -> t.Callable[[dict, Context | None], bool]:
+        replication_key = self.replication_key
+        last: list[t.Any] = [None]
+
+        def may_advance(record: dict, context: Context | None) -> bool:
+            if not replication_key:
+                return True
+            value = record.get(replication_key)
+            if value is not None and (value, context) == last[0]:
                 return False
-            self.__dict__["_last_increment"] = (value, context)
-        return True
+            last[0] = (value, context)
+            return True
+
+        return may_advance
 
     def _report_drift(self, record: dict) -> None:
         """Name each undeclared field once per stream and run: schema drift is visible."""
