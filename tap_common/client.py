@@ -81,7 +81,8 @@ class VendorRESTStream(StreamInternals):
         return write(record)
 
     def _compile_write_fast(self) -> t.Callable[[dict], dict | None]:
-        checked = self.checked_record
+        checked = self.__dict__.get("checked_record") or self._compile_check()
+        self.__dict__["checked_record"] = checked
         if not self._passes_records_through:
             return checked
         stream, version = self.name, self.stream_version
