@@ -80,11 +80,23 @@ class StreamInternals(RESTStream):
                                          context=context, extra_tags=None)
 
 
-def mark_record_written(stream: RESTStream) -> None:
-    """A RECORD was written past the SDK: the state has moved and is not yet written."""
+def record_writer(stream: RESTStream, checked: t.Callable[[dict], dict],
+                  write_record: t.Callable[..., None]) -> t.Callable[[dict], None]:
+    """A function that writes one record of ``stream`` as a RECORD line (``checked``
+    first) and marks the state as moved and not yet written: compiled once, called per
+    record."""
     # ``state_manager.is_flushed`` is the SDK's "state written" flag (its class lives in
     # the private ``singer_sdk.streams._state``); nothing public sets it.
-    stream.state_manager.is_flushed = False
+    state_manager = stream.state_manager
+    name, version = stream.name, stream.stream_version  # type: ignore[attr-defined]
+    # What the SDK's private ``helpers._util.utc_now`` returns, looked up once.
+    now, utc = datetime.datetime.now, datetime.timezone.utc
+
+    def write(record: dict) -> None:
+        write_record(name, checked(record), version, now(utc))
+        state_manager.is_flushed = False
+
+    return write
 
 
 def records_without_messages(stream: RESTStream, context: Context | None
@@ -138,8 +150,3 @@ class TapInternals(Tap):
 
     def on_termination(self, signum: int) -> None:
         super()._handle_termination(signum, None)  # type: ignore[arg-type]
-
-
-def utc_now() -> datetime.datetime:
-    """What ``singer_sdk.helpers._util.utc_now`` returns, without its private import."""
-    return datetime.datetime.now(datetime.timezone.utc)

@@ -4,7 +4,6 @@ hot path, one line per failure. Every request goes through the tap's client
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 import typing as t
@@ -18,11 +17,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
-from tap_common._sdk import (
-    StreamInternals,
-    mark_record_written,
-    records_without_messages,
-)
+from tap_common._sdk import StreamInternals, record_writer, records_without_messages
 from tap_common.batch import BatchFiles
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
@@ -85,17 +80,7 @@ class VendorRESTStream(StreamInternals):
         self.__dict__["checked_record"] = checked
         if not self._passes_records_through:
             return checked
-        stream, version = self.name, self.stream_version
-        now, utc = datetime.datetime.now, datetime.timezone.utc  # utc_now(), inlined
-        state_manager = self.state_manager
-
-        def write(record: dict) -> None:
-            write_record(stream, checked(record), version, now(utc))
-            # A RECORD was written past the SDK: the state is no longer "written".
-            state_manager.is_flushed = False
-
-        mark_record_written(self)  # the same flag, set where _sdk.py says why
-        return write
+        return record_writer(self, checked, write_record)
 
     def checked_record(self, record: dict) -> dict:
         """The record as it may leave the tap: with its replication value, without fields
@@ -157,14 +142,14 @@ class VendorRESTStream(StreamInternals):
 
     @property
     def batch_stream_name(self) -> str:
-        """The stream the BATCH messages name: this one, unless its one stream map gives
-        it another name (several maps per stream are not supported with batch_config)."""
+        """The stream the BATCH messages name: this one (a map that copies or renames
+        the stream is not supported with batch_config)."""
         maps = self.stream_maps
-        if len(maps) != 1:
-            msg = (f"{self.name}: batch_config cannot be used with stream maps that copy the "
-                   f"stream into {len(maps)} streams")
+        if len(maps) != 1 or maps[0].stream_alias != self.name:
+            msg = (f"{self.name}: batch_config cannot be used with a stream map that copies "
+                   "or renames the stream")
             raise ConfigValidationError(msg)
-        return maps[0].stream_alias
+        return self.name
 
     def batch_record(self, record: dict) -> dict | None:
         """What the RECORD message would carry: checked, selected, mapped (None if the
