@@ -45,7 +45,6 @@ import yaml
 
 import isv_sandbox
 from isv_sandbox.demo import SANDBOX_SETTINGS as DEMO_SANDBOX_SETTINGS
-from isv_sandbox.meltano import decimal_settings
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path(__file__).resolve().parent.parent)
@@ -65,9 +64,10 @@ class Source:
     vendor: str
     sandbox: dict[str, t.Any]
     streams: tuple[str, ...]
-    #: Tap settings that differ from the sandbox's tap_config() (none may be decimal:
-    #: Meltano 4.4.1 cannot pass those through the environment).
+    #: Tap settings that differ from the sandbox's tap_config().
     tap_settings: dict[str, t.Any]
+    #: The variant of the tap with BATCH messages that meltano.yml's job runs, if any.
+    batch_tap: str | None = None
 
 
 def sources(isvapp_rows: int, heroku_apps: int) -> dict[str, Source]:
@@ -76,7 +76,7 @@ def sources(isvapp_rows: int, heroku_apps: int) -> dict[str, Source]:
                          "isvapp", {"export_rows_per_month": isvapp_rows, "auth_mode": "api_key",
                                     "accounts": 5, "export_pending_seconds": 0,
                                     "rate_limit_per_second": 1000, "rate_limit_burst": 1000},
-                         ("taxonomy_item_usage",), {}),
+                         ("taxonomy_item_usage",), {}, batch_tap="tap-isvapp-batch"),
         "heroku": Source(f"Heroku {heroku_apps:,} apps (apps + app_info)", "tap-heroku-vendor",
                          "heroku", {"apps": heroku_apps, "page_size": 4000,
                                     "pool_capacity": 10**9},
@@ -111,12 +111,13 @@ def catalog_selecting(source: Source, config_path: Path) -> dict:
     return catalog
 
 
-def meltano_env(source: Source, config: dict, extra: dict[str, str]) -> dict[str, str]:
-    """The tap's config as Meltano's environment variables, decimal settings left at their
-    defaults (Meltano 4.4.1 cannot pass those through the environment)."""
-    return sandbox_meltano_env(REPO, source.tap, config, {
+def meltano_env(source: Source, config: dict, extra: dict[str, str],
+                tap: str | None = None) -> dict[str, str]:
+    """The tap's config as Meltano's environment variables."""
+    tap = tap or source.tap
+    return sandbox_meltano_env(REPO, tap, config, {
         "TARGET_POSTGRES_DATABASE": PG["dbname"], "TARGET_POSTGRES_PASSWORD": "postgres",
-        f"{source.tap.upper().replace('-', '_')}__SELECT":
+        f"{tap.upper().replace('-', '_')}__SELECT":
             json.dumps([f"{s}.*" for s in source.streams]), **extra})
 
 
@@ -416,9 +417,8 @@ class Row:
 def measure(source: Source, workdir: Path) -> list[Row]:
     rows = []
     with isv_sandbox.start(source.vendor, **source.sandbox) as server:
-        # What Meltano passes on is what the tap alone gets too: no decimal settings.
-        config = {key: value for key, value in {**server.app.tap_config(), **source.tap_settings}.items()
-                  if key not in decimal_settings(REPO, source.tap)}
+        # What Meltano passes on is what the tap alone gets too.
+        config = {**server.app.tap_config(), **source.tap_settings}
         config_path = workdir / "config.json"
         config_path.write_text(json.dumps(config))
         catalog_path = workdir / "catalog.json"
@@ -451,6 +451,24 @@ def measure(source: Source, workdir: Path) -> list[Row]:
         floor_pg = postgres_floor(records)
         rows.append(Row(f"{source.label} → target-postgres", tap_seconds, run_pg, floor_pg,
                         "COPY into jsonb", LOAD.span(mark)))
+        if source.batch_tap:
+            print(f"... {source.label}: meltano run {source.batch_tap} (BATCH) into "
+                  "target-postgres", file=sys.stderr, flush=True)
+            mark = LOAD.mark()
+            with pg() as db:
+                db.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
+            run_batch = timed(
+                [str(BIN / "meltano"), "run", "--full-refresh", "--state-id-suffix", "bench",
+                 source.batch_tap, "target-postgres"],
+                env=meltano_env(source, config, {"TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": SCHEMA},
+                                tap=source.batch_tap),
+                log=workdir / "meltano-postgres-batch.log")
+            assert loaded_postgres(source.streams) == expected, "target-postgres lost records (BATCH)"
+            with pg() as db:
+                db.execute(f'DROP SCHEMA "{SCHEMA}" CASCADE')
+            rows.append(Row(f"{source.label} → target-postgres, BATCH messages "
+                            f"(`{source.batch_tap}`, the shipped job)", tap_seconds, run_batch,
+                            floor_pg, "COPY into jsonb", LOAD.span(mark)))
 
         print(f"... {source.label}: meltano run into target-duckdb", file=sys.stderr, flush=True)
         mark = LOAD.mark()

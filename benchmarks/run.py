@@ -5,6 +5,13 @@ sandbox data sets, runs the INSTALLED console scripts with stdout to /dev/null, 
 prints one table. Nothing here passes or fails a build: the figures are for people.
 
 Options: ``--quick`` uses data sets 10x smaller (a smoke run, minutes instead of ~15).
+
+Each figure that has a stored counterpart in ``benchmarks/baseline.json`` (the previous
+release's, measured on this machine) is printed beside it, and one that is more than 10 %
+worse is flagged ``REGRESSED``. The figures compared are the ones measured against
+something in the same run (tap / floor ratios) or not timed at all (peak RSS), since
+seconds on a shared machine vary more than that. ``--save-baseline FILE`` writes this
+run's figures in that file's format.
 """
 
 from __future__ import annotations
@@ -37,6 +44,13 @@ class Row:
     value: str
     target: str
     verdict: str
+    #: The figure compared with the baseline's (lower is better); None: not compared.
+    figure: float | None = None
+
+
+BASELINE = Path(__file__).with_name("baseline.json")
+#: A figure this much worse than the baseline's is flagged.
+REGRESSION = 0.10
 
 
 @dataclass
@@ -45,6 +59,8 @@ class ProcessRun:
     max_rss_mb: float
     returncode: int
     stdout: bytes
+    #: CPU seconds of the tap process (user + system): steadier than wall on a busy machine.
+    cpu_seconds: float = 0.0
 
 
 def run_tap(executable: str, config: dict, *args: str, capture: bool = False,
@@ -65,12 +81,17 @@ def run_tap(executable: str, config: dict, *args: str, capture: bool = False,
                 stdout=out, stderr=stderr,
             )
             peak_kb = 0
-            while process.poll() is None:
+            while True:
                 peak_kb = max(peak_kb, _peak_rss_kb(process.pid))
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
                 time.sleep(0.02)
             seconds = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
         stdout = stdout_path.read_bytes() if capture else b""
-    return ProcessRun(seconds, peak_kb / 1024, process.returncode, stdout)
+    return ProcessRun(seconds, peak_kb / 1024, process.returncode, stdout,
+                      usage.ru_utime + usage.ru_stime)
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -84,17 +105,18 @@ def _peak_rss_kb(pid: int) -> int:
     return 0
 
 
-def raw_floor(payload: bytes, stream: str, parse: t.Callable[[t.BinaryIO], t.Iterable[dict]]) -> float:
-    """Seconds for a plain loop: decompress, parse, write RECORD lines with orjson."""
+def raw_floor(payload: bytes, stream: str, parse: t.Callable[[t.BinaryIO], t.Iterable[dict]]
+              ) -> tuple[float, float]:
+    """Wall and CPU seconds of a plain loop: decompress, parse, write RECORD lines with orjson."""
     option = orjson.OPT_APPEND_NEWLINE
     now = datetime.now(timezone.utc)
     with open(os.devnull, "wb") as devnull:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         for record in parse(io.BytesIO(payload)):
             devnull.write(orjson.dumps(
                 {"type": "RECORD", "stream": stream, "record": record, "time_extracted": now},
                 option=option))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - started_cpu
 
 
 def gzip_ndjson(fileobj: t.BinaryIO) -> t.Iterator[dict]:
@@ -129,8 +151,9 @@ def heroku_child_scaling(small: int, large: int) -> list[Row]:
         Row(f"heroku app_info, {small:,} apps", f"{runs[small][0]:.1f} s", "", ""),
         Row(f"heroku app_info, {large:,} apps", f"{runs[large][0]:.1f} s", "", ""),
         Row(f"  time ratio ({scale:g}x the apps)", f"{ratio:.1f}", f"< {1.2 * scale:g} (linear)",
-            verdict(ratio < 1.2 * scale)),
-        Row("  final STATE", f"{runs[large][1]:,} bytes", "< 10 KB", verdict(runs[large][1] < 10_240)),
+            verdict(ratio < 1.2 * scale), figure=round(ratio, 2)),
+        Row("  final STATE", f"{runs[large][1]:,} bytes", "< 10 KB", verdict(runs[large][1] < 10_240),
+            figure=runs[large][1]),
     ]
 
 
@@ -208,17 +231,26 @@ def license_rows(fileobj: t.BinaryIO) -> t.Iterator[dict]:
         yield row
 
 
-def throughput_rows(label: str, run: ProcessRun, records: int, floor_seconds: float,
+def throughput_rows(label: str, run: ProcessRun, records: int, floor: list[tuple[float, float]],
                     floor_records: int) -> list[Row]:
+    """Wall and CPU against the floor's. The CPU ratio is the one compared with the
+    baseline: the tap's CPU seconds (start-up included) against the loop's, which
+    moves less with the machine's load than wall does."""
+    floor_seconds = sum(wall for wall, _ in floor)
+    floor_cpu = sum(cpu for _, cpu in floor)
     tap_rate = records / run.seconds
     floor_rate = floor_records / floor_seconds
     ratio = floor_rate / tap_rate
+    cpu_ratio = (run.cpu_seconds / records) / (floor_cpu / floor_records)
     return [
-        Row(f"{label}: tap", f"{tap_rate:,.0f} rec/s ({records:,} in {run.seconds:.1f} s)", "", ""),
-        Row(f"{label}: raw floor", f"{floor_rate:,.0f} rec/s", "", ""),
-        Row(f"{label}: tap / floor", f"{ratio:.1f}x slower", "<= 4x", verdict(ratio <= 4)),
+        Row(f"{label}: tap", f"{tap_rate:,.0f} rec/s ({records:,} in {run.seconds:.1f} s, "
+            f"{run.cpu_seconds:.1f} s CPU)", "", ""),
+        Row(f"{label}: raw floor", f"{floor_rate:,.0f} rec/s ({floor_cpu:.1f} s CPU)", "", ""),
+        Row(f"{label}: tap / floor", f"{ratio:.2f}x slower", "<= 2x", verdict(ratio <= 2)),
+        Row(f"{label}: tap / floor, CPU", f"{cpu_ratio:.2f}x", "<= 2x", verdict(cpu_ratio <= 2),
+            figure=round(cpu_ratio, 2)),
         Row(f"{label}: tap peak RSS", f"{run.max_rss_mb:.0f} MB", "< 150 MB",
-            verdict(run.max_rss_mb < 150)),
+            verdict(run.max_rss_mb < 150), figure=round(run.max_rss_mb)),
     ]
 
 
@@ -241,10 +273,10 @@ def isvapp_export(rows: int) -> tuple[ProcessRun, int, list[bytes]]:
 def isvapp(quick: bool) -> list[Row]:
     rows = 100_000 if quick else 1_000_000
     run, records, payloads = isvapp_export(rows)
-    floor_seconds = sum(raw_floor(p, "taxonomy_item_usage", isvapp_rows) for p in payloads)
+    floor = [raw_floor(p, "taxonomy_item_usage", isvapp_rows) for p in payloads]
     floor_records = sum(sum(1 for _ in gzip_ndjson(io.BytesIO(p))) for p in payloads)
     return throughput_rows(f"isvapp taxonomy_item_usage, {rows:,} rows", run, records,
-                           floor_seconds, floor_records)
+                           floor, floor_records)
 
 
 @measurement
@@ -257,10 +289,10 @@ def marketplace(quick: bool) -> list[Row]:
         assert run.returncode == 0, "tap-marketplace failed"
         payloads = downloaded_payloads(
             server, r"/licenses/async/export/[^/]+$", (config["username"], config["api_token"]))
-    floor_seconds = sum(raw_floor(p, "licenses", license_rows) for p in payloads)
+    floor = [raw_floor(p, "licenses", license_rows) for p in payloads]
     floor_records = sum(sum(1 for _ in json_array(io.BytesIO(p))) for p in payloads)
     return throughput_rows(f"marketplace licenses, {licenses:,} records", run, records,
-                           floor_seconds, floor_records)
+                           floor, floor_records)
 
 
 @measurement
@@ -302,6 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10x smaller data sets")
     parser.add_argument("--only", action="append", default=[], help="run only these measurements")
+    parser.add_argument("--baseline", type=Path, default=BASELINE,
+                        help="the previous release's figures (default: %(default)s)")
+    parser.add_argument("--save-baseline", type=Path, metavar="FILE",
+                        help="write this run's figures to FILE (as a new baseline)")
     args = parser.parse_args(argv)
     rows: list[Row] = []
     for func in MEASUREMENTS:
@@ -309,12 +345,46 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"... {func.__name__}", file=sys.stderr, flush=True)
         rows.extend(func(args.quick))
-    widths = [max(len(getattr(r, f)) for r in [Row("measure", "value", "target", "verdict"), *rows])
-              for f in ("measure", "value", "target", "verdict")]
-    for row in [Row("measure", "value", "target", "verdict"), *rows]:
-        print("  ".join(getattr(row, f).ljust(w) for f, w in
-                        zip(("measure", "value", "target", "verdict"), widths, strict=True)).rstrip())
+    baseline = load_baseline(args.baseline)
+    fields = ("measure", "value", "target", "verdict", "previous")
+    cells = [dict(zip(fields, ["measure", "value", "target", "verdict",
+                               f"previous release ({baseline.get('release', 'none')})"],
+                      strict=True))]
+    regressions = []
+    for row in rows:
+        previous, flag = compare(row, baseline.get("figures", {}))
+        if flag:
+            regressions.append(row.measure)
+        cells.append({"measure": row.measure, "value": row.value, "target": row.target,
+                      "verdict": row.verdict, "previous": previous + flag})
+    widths = {f: max(len(c[f]) for c in cells) for f in fields}
+    for cell in cells:
+        print("  ".join(cell[f].ljust(widths[f]) for f in fields).rstrip())
+    if regressions:
+        print(f"\nREGRESSED by more than {REGRESSION:.0%} against the previous release: "
+              + "; ".join(regressions))
+    if args.save_baseline:
+        figures = {row.measure: row.figure for row in rows if row.figure is not None}
+        args.save_baseline.write_text(json.dumps(
+            {"release": "(fill in: the commit measured)",
+             "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+             "figures": figures}, indent=2) + "\n")
     return 0
+
+
+def load_baseline(path: Path) -> dict[str, t.Any]:
+    """The stored figures of the previous release ({} when there is no file)."""
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def compare(row: Row, figures: t.Mapping[str, float]) -> tuple[str, str]:
+    """The baseline's figure for ``row`` with the change, and a flag if it regressed."""
+    if row.figure is None or row.measure not in figures:
+        return "", ""
+    previous = figures[row.measure]
+    change = row.figure / previous - 1 if previous else 0.0
+    flag = f"  REGRESSED (+{change:.0%})" if change > REGRESSION else ""
+    return f"{previous:g} ({change:+.0%})", flag
 
 
 if __name__ == "__main__":

@@ -36,7 +36,10 @@ END = "  # END generated extractors\n"
 #: Where users get the taps when they add them from the Hub-format definitions.
 PUBLIC_PIP_URL = "git+https://github.com/isv-revenue/isv-revenue-taps.git"
 #: The SDK's own settings that are not part of a declared capability (see tap_common.tap).
-_NOT_SETTINGS = {"batch_config"}
+_NOT_SETTINGS: set[str] = set()
+#: The SDK's setting of the batch capability: a row of its own would be one nested object;
+#: the docs' tables point to docs/loading.md instead.
+_BATCH_SETTING = "batch_config"
 #: The SDK's settings of the capabilities (stream maps, flattening): documented by the SDK,
 #: so the docs' tables name them in one line instead of a row each.
 _SDK_SETTINGS = [name for config in (STREAM_MAPS_CONFIG, FLATTENING_CONFIG)
@@ -168,7 +171,7 @@ def settings_table(tap: str, info: dict[str, t.Any]) -> str:
     rows = ["| Setting | Type | Default | Required | Secret | Description |",
             "|---|---|---|---|---|---|"]
     for name, schema in properties.items():
-        if name in _NOT_SETTINGS or name in _SDK_SETTINGS:
+        if name in _NOT_SETTINGS or name in _SDK_SETTINGS or name == _BATCH_SETTING:
             continue
         default = schema.get("default")
         default = default if isinstance(default, str) or default is None else json.dumps(default)
@@ -185,7 +188,10 @@ def settings_table(tap: str, info: dict[str, t.Any]) -> str:
     return (SETTINGS_BEGIN + "\n".join(rows) + f"\n\nEnough to run, any one of: {groups}. "
             "And the Meltano SDK's "
             f"[stream maps and flattening](https://sdk.meltano.com/en/latest/stream_maps.html) "
-            f"settings: {', '.join(sdk)}.\n" + SETTINGS_END)
+            f"settings: {', '.join(sdk)}."
+            + (f" BATCH messages: `{_BATCH_SETTING}` ([loading.md](loading.md#batch-messages))."
+               if _BATCH_SETTING in properties else "")
+            + "\n" + SETTINGS_END)
 
 
 def with_settings(page: str, table: str) -> str:

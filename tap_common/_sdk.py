@@ -14,9 +14,15 @@ from singer_sdk import RESTStream, Tap
 
 if t.TYPE_CHECKING:
     import requests
+    # The types of the public ``get_batches`` hook's arguments, which the SDK declares in
+    # a private module.
+    from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
 
     from tap_common.tap import VendorTap
+
+
+__all__ = ["BaseBatchFileEncoding", "BatchConfig", "StreamInternals", "TapInternals"]
 
 
 class StreamInternals(RESTStream):
@@ -41,6 +47,15 @@ class StreamInternals(RESTStream):
         remaining = self.write_record_fast(record)
         if remaining is not None:
             super()._write_record_message(remaining)
+
+    def _process_record(self, record: dict, child_context: Context | None = None,
+                        partition_context: Context | None = None) -> None:
+        # Per record the SDK copies the partition's keys into the record and offers it
+        # to child streams; a stream with neither has nothing to do here, and the call
+        # costs on a million-row export. No public hook skips it.
+        if partition_context or self.child_streams:
+            super()._process_record(record, child_context=child_context,
+                                    partition_context=partition_context)
 
     def write_record_fast(self, record: dict) -> dict | None:
         """Write ``record`` without the SDK's per-record steps (None), or give back the
@@ -83,11 +98,32 @@ class StreamInternals(RESTStream):
                                          context=context, extra_tags=None)
 
 
-def mark_record_written(stream: RESTStream) -> None:
-    """A RECORD was written past the SDK: the state has moved and is not yet written."""
+def record_writer(stream: RESTStream, checked: t.Callable[[dict], dict],
+                  write_record: t.Callable[..., None]) -> t.Callable[[dict], None]:
+    """A function that writes one record of ``stream`` as a RECORD line (``checked``
+    first) and marks the state as moved and not yet written: compiled once, called per
+    record."""
     # ``state_manager.is_flushed`` is the SDK's "state written" flag (its class lives in
     # the private ``singer_sdk.streams._state``); nothing public sets it.
-    stream.state_manager.is_flushed = False
+    state_manager = stream.state_manager
+    name, version = stream.name, stream.stream_version  # type: ignore[attr-defined]
+    # What the SDK's private ``helpers._util.utc_now`` returns, looked up once.
+    now, utc = datetime.datetime.now, datetime.timezone.utc
+
+    def write(record: dict) -> None:
+        write_record(name, checked(record), version, now(utc))
+        state_manager.is_flushed = False
+
+    return write
+
+
+def records_without_messages(stream: RESTStream, context: Context | None
+                             ) -> t.Iterator[dict]:
+    """The stream's records with the SDK's state, counters and child syncs, but no
+    RECORD messages: what its batches are made of."""
+    # ``_sync_records(write_messages=False)`` is what the SDK's own ``get_batches`` reads;
+    # the public hook gets the batch config but no public iterator of synced records.
+    return stream._sync_records(context, write_messages=False)  # noqa: SLF001
 
 
 def write_state_now(stream: RESTStream) -> None:
@@ -132,8 +168,3 @@ class TapInternals(Tap):
 
     def on_termination(self, signum: int) -> None:
         super()._handle_termination(signum, None)  # type: ignore[arg-type]
-
-
-def utc_now() -> datetime.datetime:
-    """What ``singer_sdk.helpers._util.utc_now`` returns, without its private import."""
-    return datetime.datetime.now(datetime.timezone.utc)

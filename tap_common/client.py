@@ -12,20 +12,22 @@ from urllib.parse import ParseResult, parse_qsl, urlencode, urlsplit
 
 import orjson
 import requests
-from singer_sdk.exceptions import SingerSDKError
+from singer_sdk.exceptions import ConfigValidationError, SingerSDKError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
 from tap_common import bookmarks, runlog
-from tap_common._sdk import StreamInternals, mark_record_written, utc_now
+from tap_common._sdk import StreamInternals, record_writer, records_without_messages
+from tap_common.batch import BatchFiles
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
 from tap_common.windows import saved_bookmark
 from tap_common.writer import write_record
 
 if t.TYPE_CHECKING:
+    from tap_common._sdk import BaseBatchFileEncoding, BatchConfig
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
     from singer_sdk.streams.rest import HTTPRequest
@@ -63,8 +65,12 @@ class VendorRESTStream(StreamInternals):
     unselected_by_default: t.ClassVar[tuple[str, ...]] = ()
 
     tap: VendorTap
-    #: For the stream's summary line (see ``VendorTap.log_stream_summaries``).
-    records_written = 0
+
+    @property
+    def records_written(self) -> int:
+        """Records this run has let out so far, for the stream's summary line (see
+        ``VendorTap.log_stream_summaries``); counted by the compiled check."""
+        return self.__dict__.get("_records_counted", (0,))[0]
 
     # -- the per-record hot path --------------------------------------------------
     # The SDK copies every record to drop deselected properties, runs it through the
@@ -75,25 +81,100 @@ class VendorRESTStream(StreamInternals):
     # skipped exactly when it cannot change the output.
 
     def write_record_fast(self, record: dict) -> dict | None:
-        self.records_written += 1
+        # Compiled on the first record and put in the instance's place of this method
+        # (an instance attribute shadows it): on a million rows, every attribute looked
+        # up and every call made per record shows.
+        write = self.__dict__["write_record_fast"] = self._compile_write_fast()
+        return write(record)
+
+    def _compile_write_fast(self) -> t.Callable[[dict], dict | None]:
+        checked = self.__dict__.get("checked_record") or self._compile_check()
+        self.__dict__["checked_record"] = checked
+        if not self._passes_records_through:
+            return checked
+        return record_writer(self, checked, write_record)
+
+    def checked_record(self, record: dict) -> dict:
+        """The record as it may leave the tap: with its replication value, without fields
+        the schema does not declare."""
+        check = self.__dict__["checked_record"] = self._compile_check()  # as above
+        return check(record)
+
+    def _compile_check(self) -> t.Callable[[dict], dict]:
         replication_key = self.replication_key
-        if replication_key and record.get(replication_key) is None:
-            # Every replication key is a documented, required field: a record without one
-            # means the answer is not what the endpoint returns (nor can it be bookmarked).
-            msg = (f"{self.name}: a record has no {replication_key!r}: the answer does not "
-                   f"have the documented shape (fields: {', '.join(sorted(map(str, record))[:12])})")
-            raise PayloadError(msg)
-        # With type conformance off, a field the vendor added since the schema was
-        # written would otherwise reach the target undeclared.
         declared = self._declared_fields
-        if not declared.issuperset(record):
-            self._report_drift(record)
-            record = {name: value for name, value in record.items() if name in declared}
+        undeclared_dropped = self._undeclared_dropped
+        name = self.name
+        counted = self.__dict__.setdefault("_records_counted", [0])
+
+        def checked(record: dict) -> dict:
+            counted[0] += 1
+            if replication_key and record.get(replication_key) is None:
+                # Every replication key is a documented, required field: a record without
+                # one means the answer is not what the endpoint returns (nor can it be
+                # bookmarked).
+                msg = (f"{name}: a record has no {replication_key!r}: the answer does not "
+                       f"have the documented shape (fields: "
+                       f"{', '.join(sorted(map(str, record))[:12])})")
+                raise PayloadError(msg)
+            # With type conformance off, a field the vendor added since the schema was
+            # written would otherwise reach the target undeclared.
+            if not declared.issuperset(record):
+                record = undeclared_dropped(record)
+            return record
+
+        return checked
+
+    def _undeclared_dropped(self, record: dict) -> dict:
+        self._report_drift(record)
+        declared = self._declared_fields
+        return {name: value for name, value in record.items() if name in declared}
+
+    # -- BATCH messages (batch_config set): the SDK's documented hook ------------------
+
+    def get_batches(self, batch_config: BatchConfig, context: Context | None = None
+                    ) -> t.Iterable[tuple[BaseBatchFileEncoding, list[str]]]:
+        """This stream's records in JSON Lines files (``tap_common.batch``), checked,
+        selected and mapped as its RECORD messages would be. One set of files per stream
+        and run: a child stream's file stays open across parents, and any open file is
+        closed and announced before the next STATE."""
+        files = self.__dict__.get("_batch_files")
+        if files is None:
+            files = self.__dict__["_batch_files"] = BatchFiles(
+                batch_config, tap_name=self.tap_name, stream=self.batch_stream_name)
+        prepare = self.batch_record
+        for record in records_without_messages(self, context):
+            ready = prepare(record)
+            if ready is not None:
+                manifest = files.add(ready)
+                if manifest:
+                    yield batch_config.encoding, manifest
+        if self.parent_stream_type is None:
+            manifest = files.close()
+            if manifest:
+                yield batch_config.encoding, manifest
+
+    @property
+    def batch_stream_name(self) -> str:
+        """The stream the BATCH messages name: this one (a map that copies or renames
+        the stream is not supported with batch_config)."""
+        maps = self.stream_maps
+        if len(maps) != 1 or maps[0].stream_alias != self.name:
+            msg = (f"{self.name}: batch_config cannot be used with a stream map that copies "
+                   "or renames the stream")
+            raise ConfigValidationError(msg)
+        return self.name
+
+    def batch_record(self, record: dict) -> dict | None:
+        """What the RECORD message would carry: checked, selected, mapped (None if the
+        map filters it out)."""
+        record = self.checked_record(record)
         if self._passes_records_through:
-            write_record(self.name, record, self.stream_version, utc_now())
-            mark_record_written(self)
-            return None
-        return record
+            return record
+        mask = self.mask
+        record = {name: value for name, value in record.items()
+                  if mask.get(("properties", name), True)}
+        return self.stream_maps[0].transform(record)
 
     def generate_child_contexts(self, record: dict, context: Context | None) -> t.Iterable:
         if not self.child_streams:
@@ -103,15 +184,25 @@ class VendorRESTStream(StreamInternals):
     def bookmark_may_advance(self, record: dict, context: Context | None) -> bool:
         """False for a record with the replication value of the one before it, and for
         one whose value is beyond the run's start (emitted, never the bookmark)."""
-        if self.replication_key:
-            value = record.get(self.replication_key)
-            last = self.__dict__.get("_last_increment")
-            if value is not None and last is not None and (value, context) == last[:2]:
+        compiled = self.__dict__["bookmark_may_advance"] = self._compile_bookmark_check()
+        return compiled(record, context)
+
+    def _compile_bookmark_check(self) -> t.Callable[[dict, Context | None], bool]:
+        replication_key = self.replication_key
+        is_after_run_start = self._is_after_run_start
+        last: list[t.Any] = [None]
+
+        def may_advance(record: dict, context: Context | None) -> bool:
+            if not replication_key:
+                return True
+            value = record.get(replication_key)
+            if value is not None and last[0] is not None and (value, context) == last[0][:2]:
                 return False  # already the bookmark, or already refused
-            advances = value is None or not self._is_after_run_start(value, record)
-            self.__dict__["_last_increment"] = (value, context, advances)
+            advances = value is None or not is_after_run_start(value, record)
+            last[0] = (value, context, advances)
             return advances
-        return True
+
+        return may_advance
 
     # -- bookmarks: any ISO form, at the stream's granularity, never in the future -----
 

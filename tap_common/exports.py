@@ -16,6 +16,7 @@ import datetime
 import gzip
 import hashlib
 import io
+import itertools
 import logging
 import time
 import typing as t
@@ -191,14 +192,16 @@ class ExportFile:
     def ndjson_rows(self) -> t.Iterator[dict]:
         line_number = 0
         with self._read_errors(lambda: f"after line {line_number}"):
+            loads = orjson.loads
             for line_number, line in enumerate(open_body(self.response), 1):  # noqa: B007
-                if not line.strip():
-                    continue
                 try:
-                    yield orjson.loads(line)
+                    row = loads(line)
                 except orjson.JSONDecodeError as exc:
+                    if not line.strip():
+                        continue  # a blank line (checked only here: it costs on every line)
                     msg = f"{self.where}: line {line_number} is not valid JSON ({exc}): {line[:120]!r}"
                     raise PayloadError(msg) from None
+                yield row
 
     def json_array_rows(self, wrapper_key: str | None = None) -> t.Iterator[dict]:
         """Elements of a top-level JSON array, or of ``{wrapper_key: [...]}``.
@@ -359,12 +362,11 @@ def rows_with_resume(
     """
     emitted = 0
     for attempt in range(1, attempts + 1):
-        to_skip = emitted
         try:
-            for row in open_rows():
-                if to_skip:
-                    to_skip -= 1
-                    continue
+            rows = iter(open_rows())
+            for _ in itertools.islice(rows, emitted):
+                pass
+            for row in rows:
                 emitted += 1
                 yield row
         except DownloadInterrupted as exc:

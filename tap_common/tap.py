@@ -113,8 +113,10 @@ class VendorTap(TapInternals):
 
     message_writer_class = OrjsonSingerWriter
     #: What the taps declare (--about, meltano.yml, the Hub definitions): the SDK's defaults less
-    #: batch, activate-version and structured-logging, which no test here exercises.
+    #: activate-version and structured-logging, which no test here exercises. BATCH
+    #: messages are written by tap_common.batch (docs/loading.md).
     capabilities: t.ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.BATCH,
         TapCapabilities.CATALOG,
         TapCapabilities.STATE,
         TapCapabilities.DISCOVER,

@@ -27,6 +27,9 @@ from singer_sdk.singerlib.encoding.simple import Message, RecordMessage, SchemaM
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 #: The last STATE line written (as written: the state dict itself keeps changing).
 _last_state: bytes | None = None
+#: Called before every STATE line: what must reach the target before a bookmark does
+#: (batch files still open, tap_common.batch).
+_before_state: list[t.Callable[[], None]] = []
 
 
 def _default(value: t.Any) -> t.Any:
@@ -59,8 +62,28 @@ class OrjsonSingerWriter(GenericSingerWriter[bytes, Message]):
                 return
             self._schema_lines[message.stream] = line
         elif type(message) is StateMessage:
+            for announce in list(_before_state):
+                announce()
             _last_state = line
         _write(line, flush=True)
+
+
+def before_every_state(callback: t.Callable[[], None]) -> None:
+    """Call ``callback`` before every STATE line from now on (once per callback)."""
+    if callback not in _before_state:
+        _before_state.append(callback)
+
+
+def dumps_record(record: dict) -> bytes:
+    """One record as a JSON line (a batch file's line)."""
+    return orjson.dumps(record, default=_default, option=_OPTIONS)
+
+
+def write_batch(stream: str, encoding: dict, manifest: list[str]) -> None:
+    """One BATCH message, left in stdout's buffer like a RECORD (the STATE after it
+    flushes it)."""
+    _write(orjson.dumps({"type": "BATCH", "stream": stream, "encoding": encoding,
+                         "manifest": manifest}, option=_OPTIONS), flush=False)
 
 
 def forget_last_state() -> None:
@@ -86,7 +109,12 @@ def write_record(stream: str, record: dict, version: int | None,
                 "time_extracted": time_extracted}
     if version is not None:
         envelope["version"] = version
-    _write(orjson.dumps(envelope, default=_default, option=_OPTIONS), flush=False)
+    line = orjson.dumps(envelope, default=_default, option=_OPTIONS)
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:
+        _write(line, flush=False)
+    else:
+        out.write(line)
 
 
 def _write(line: bytes, *, flush: bool) -> None:
