@@ -141,7 +141,6 @@ class HerokuPartnerApp(VendorApp):
 
     def generate(self) -> None:
         s = self.settings
-        rng = self.rng
         self.addons: dict[str, dict] = {}
         self.apps: dict[str, dict] = {}
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> resource uuid
