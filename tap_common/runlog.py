@@ -30,6 +30,16 @@ SDK_REPEATS = (
 )
 
 
+#: Which run of this process the filters' "seen" sets belong to: a tap made again in the
+#: same process (tests, an orchestrator that imports taps) starts with no repeats seen.
+_run_number = [0]
+
+
+def new_run() -> None:
+    """A tap is starting a run: forget the repeats seen by any earlier one."""
+    _run_number[0] += 1
+
+
 class QuietNotices(logging.Filter):
     """Drops ``SDK_NOTICES`` and repeats of ``SDK_REPEATS`` unless the logger it sits on
     logs at DEBUG."""
@@ -38,6 +48,7 @@ class QuietNotices(logging.Filter):
         super().__init__()
         self.logger = logger
         self.seen: set[str] = set()
+        self.run_number = _run_number[0]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.WARNING or not isinstance(record.msg, str):
@@ -47,6 +58,9 @@ class QuietNotices(logging.Filter):
         if record.msg.startswith(SDK_NOTICES):
             return False
         if record.msg.startswith(SDK_REPEATS):
+            if self.run_number != _run_number[0]:
+                self.seen.clear()
+                self.run_number = _run_number[0]
             text = record.getMessage()
             if text in self.seen:
                 return False

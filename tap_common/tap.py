@@ -141,6 +141,7 @@ class VendorTap(TapInternals):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         redact.install()
+        runlog.new_run()
         runlog.quiet_sdk_notices(self.logger, logging.getLogger("singer_sdk"))
         super().__init__(*args, **kwargs)
         self.protect_secrets()
