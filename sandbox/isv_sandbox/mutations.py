@@ -1,6 +1,6 @@
 """Changes to a running sandbox's data, as a vendor makes them between and during runs.
 
-For the model-based test of the state cycle (``tests/test_state_cycle.py``): rows are
+For the model-based test of the state cycle (``tests/test_state_cycle_model.py``): rows are
 inserted, updated and deleted, arrive late or dated in the future, gain fields, repeat;
 apps and installs appear; refresh tokens rotate. Everything here works on a started
 sandbox's app object, in the test's process; nothing is an HTTP endpoint.
