@@ -40,7 +40,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 import isv_sandbox
-from helpers import FAST_SANDBOX, LAST_MONTH, catalog_selecting, config_for, error_lines, run_cli
+from helpers import (FAST_SANDBOX, LAST_MONTH, basic_auth_value, catalog_selecting, config_for,
+                     error_lines, run_cli)
 from isv_sandbox import mutations
 
 settings.register_profile(
@@ -222,7 +223,8 @@ class CycleMachine(RuleBasedStateMachine):
 
     def run_tap(self, debug: bool = False) -> t.Any:
         started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-        env = {"LOGLEVEL": "DEBUG"} if debug else None
+        level_names = ("LOGLEVEL", f"{self.executable.upper().replace('-', '_')}_LOGLEVEL")
+        env = dict.fromkeys(level_names, "DEBUG") if debug else None
         output = run_cli(self.executable, self.config(), state=self.state or None,
                          catalog=self.catalog, env=env, timeout=120)
         finished = dt.datetime.now(dt.timezone.utc)
@@ -303,7 +305,8 @@ class MarketplaceCycle(CycleMachine):
         return self._config
 
     def secrets(self) -> set[str]:
-        return {self.app.settings.api_token}
+        s = self.app.settings
+        return {s.api_token, basic_auth_value(s.username, s.api_token)}
 
     def identity(self, stream: str, record: dict) -> t.Hashable:
         if stream == "licenses":
@@ -586,7 +589,8 @@ class HerokuPartnerCycle(CycleMachine):
 
     def secrets(self) -> set[str]:
         s = self.app.settings
-        return {s.oauth_client_secret, s.manifest_password, *self.app.refresh_tokens,
+        return {s.oauth_client_secret, s.manifest_password,
+                basic_auth_value(s.manifest_id, s.manifest_password), *self.app.refresh_tokens,
                 *self.app.access_tokens, *mutations.retired_refresh_tokens(self.app)}
 
     def identity(self, stream: str, record: dict) -> t.Hashable:
