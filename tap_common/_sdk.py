@@ -57,6 +57,24 @@ class StreamInternals(RESTStream):
     def bookmark_may_advance(self, record: dict, context: Context | None) -> bool:
         return True
 
+    def _write_starting_replication_value(self, context: Context | None) -> None:
+        # The SDK reads a context's saved bookmark here, privately, at the start of each
+        # context's sync (and compares it with ``start_date``); the saved value is
+        # brought to the stream's form and to the run's start before that.
+        self.normalise_saved_bookmark(context)
+        super()._write_starting_replication_value(context)
+
+    def normalise_saved_bookmark(self, context: Context | None) -> None:
+        pass
+
+    @property
+    def run_started(self) -> datetime.datetime:
+        # ``_initialized_at``: when the stream was created (ms since the epoch), the
+        # instant the SDK caps date-time bookmarks at (its signpost); no accessor. The
+        # same instant caps the bookmarks of every form (tap_common.bookmarks).
+        return datetime.datetime.fromtimestamp(self._initialized_at / 1000.0,
+                                               tz=datetime.timezone.utc)
+
     def log_request_duration(self, response: requests.Response, context: Context | None) -> None:
         # ``_write_request_duration_log``: the SDK's http_request_duration METRIC line,
         # written by its private ``_request``; the client sends the request instead, and

@@ -17,9 +17,11 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.streams.rest import PageContext
 
+from tap_common import bookmarks
 from tap_common._sdk import StreamInternals, mark_record_written, utc_now
 from tap_common.errors import PaginationError, PayloadError, UnexpectedError
 from tap_common.http import RETRY_STATUSES, VendorClient
+from tap_common.windows import saved_bookmark
 from tap_common.writer import write_record
 
 if t.TYPE_CHECKING:
@@ -30,6 +32,9 @@ if t.TYPE_CHECKING:
     from tap_common.tap import VendorTap
 
 __all__ = ["RETRY_STATUSES", "VendorRESTStream"]
+
+#: Rows beyond the run's start named per stream and run; more are counted, not named.
+FUTURE_ROWS_NAMED = 10
 
 
 class VendorRESTStream(StreamInternals):
@@ -92,13 +97,93 @@ class VendorRESTStream(StreamInternals):
         return super().generate_child_contexts(record, context)
 
     def bookmark_may_advance(self, record: dict, context: Context | None) -> bool:
-        """False for a record with the replication value of the one before it."""
+        """False for a record with the replication value of the one before it, and for
+        one whose value is beyond the run's start (emitted, never the bookmark)."""
         if self.replication_key:
             value = record.get(self.replication_key)
-            if value is not None and (value, context) == self.__dict__.get("_last_increment"):
-                return False
-            self.__dict__["_last_increment"] = (value, context)
+            last = self.__dict__.get("_last_increment")
+            if value is not None and last is not None and (value, context) == last[:2]:
+                return False  # already the bookmark, or already refused
+            advances = value is None or not self._is_after_run_start(value, record)
+            self.__dict__["_last_increment"] = (value, context, advances)
+            return advances
         return True
+
+    # -- bookmarks: any ISO form, at the stream's granularity, never in the future -----
+
+    #: The form of the replication key's values (``tap_common.bookmarks``: date,
+    #: date-time, month); by default its schema ``format``. A key without one declares it.
+    replication_key_form: t.ClassVar[str | None] = None
+
+    @property
+    def bookmark_form(self) -> str:
+        if self.replication_key_form:
+            return self.replication_key_form
+        declared = self.schema["properties"].get(self.replication_key, {}).get("format")
+        if declared not in bookmarks.SCHEMA_FORMATS:
+            msg = (f"{self.name}: the replication key {self.replication_key!r} has no date "
+                   "format in the schema; the stream must declare replication_key_form")
+            raise TypeError(msg)
+        return bookmarks.SCHEMA_FORMATS[declared]
+
+    def _is_after_run_start(self, value: t.Any, record: dict) -> bool:
+        check = self.__dict__.get("_run_start_check")
+        if check is None:
+            check = self.__dict__["_run_start_check"] = bookmarks.RunStartCheck(
+                self.bookmark_form, self.run_started)
+        if not check.is_after(value, stream=self.name,
+                              what=f"{self.replication_key} of a record"):
+            return False
+        form = self.bookmark_form
+        named = self.__dict__["_future_rows"] = self.__dict__.get("_future_rows", 0) + 1
+        if named <= FUTURE_ROWS_NAMED:
+            key = {name: record.get(name) for name in self.primary_keys or ()}
+            self.logger.warning(
+                "%s: the row %s has %s %s, after the run's start (%s): it is emitted but "
+                "does not become the bookmark%s", self.name,
+                ", ".join(f"{k}={v}" for k, v in key.items()) or "(no key)",
+                self.replication_key, value,
+                bookmarks.as_text(bookmarks.run_start_in(form, self.run_started), form),
+                "; further such rows are not named" if named == FUTURE_ROWS_NAMED else "")
+        return True
+
+    def saved_bookmark(self, context: Context | None = None) -> bookmarks.Point | None:
+        """The bookmark the last finished run left for this context, at the stream's
+        granularity and never after the run's start (None on a first run)."""
+        if not self.replication_key:
+            return None
+        value = saved_bookmark(self.get_context_state(context), self.replication_key)
+        if value in (None, ""):
+            return None
+        form = self.bookmark_form
+        point = bookmarks.read(value, form, stream=self.name)
+        clamped = bookmarks.clamp(point, form, self.run_started)
+        if clamped != point:
+            warned = self.__dict__.setdefault("_future_bookmarks_warned", set())
+            if value not in warned:
+                warned.add(value)
+                self.logger.warning(
+                    "%s: the saved bookmark %s is after the run's start; read as %s",
+                    self.name, value, bookmarks.as_text(clamped, form))
+        return clamped
+
+    def normalise_saved_bookmark(self, context: Context | None) -> None:
+        """Put the saved bookmark in the stream's form, clamped to the run's start, back
+        into the state: a run that emits nothing leaves it so."""
+        point = self.saved_bookmark(context)
+        if point is not None:
+            state = self.get_context_state(context)
+            state["replication_key"] = self.replication_key
+            state["replication_key_value"] = bookmarks.as_text(point, self.bookmark_form)
+
+    def compare_start_date(self, value: str, start_date_value: str) -> str:
+        # The later of bookmark and start_date, compared as points in the stream's form
+        # (never as strings of two forms).
+        form = self.bookmark_form
+        later = max(bookmarks.read(value, form, stream=self.name),
+                    bookmarks.read(start_date_value, form, stream=self.name,
+                                   what="start_date"))
+        return bookmarks.as_text(later, form)
 
     def _report_drift(self, record: dict) -> None:
         """Name each undeclared field once per stream and run: schema drift is visible."""

@@ -8,6 +8,8 @@ import typing as t
 import orjson
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
+from tap_common.redact import redact
+
 if t.TYPE_CHECKING:
     import requests
 
@@ -97,7 +99,9 @@ def describe_error(error: t.Any) -> str:
 
 
 def _short_text(text: str) -> str:
-    text = _SPACE_RE.sub(" ", _TAG_RE.sub(" ", text)).strip()
+    # Redacted before it is cut: a secret the vendor echoes across the cut would leave
+    # its first characters, which no longer match the registered value.
+    text = redact(_SPACE_RE.sub(" ", _TAG_RE.sub(" ", text)).strip())
     if len(text) > _MAX_MESSAGE_CHARS:
         text = text[:_MAX_MESSAGE_CHARS] + "…"
     return text or "(no message)"

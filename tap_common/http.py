@@ -44,7 +44,7 @@ from tap_common.errors import (
     vendor_message,
 )
 from tap_common.exports import sniff_small_json
-from tap_common.redact import redact
+from tap_common.redact import REDACTOR, redact
 from tap_common.responses import ErrorEnvelope, locate
 
 if t.TYPE_CHECKING:
@@ -245,6 +245,11 @@ class VendorClient:
             signer = credentials if credentials is not None else self.credentials
             check = validate or self.check
 
+            # A download URL's signature and a signed path are credentials the tap was
+            # handed: kept out of logs even when a host quotes them back on their own.
+            url = prepared.url or ""
+            REDACTOR.add_secrets_of_url(url, query=self.is_download(url))
+
             def attempt(request: requests.PreparedRequest) -> requests.Response:
                 signed = signer(request.copy())
                 response = self.session.send(signed, timeout=self.timeout, stream=stream,
@@ -395,6 +400,11 @@ class VendorClient:
 
     def envelope_for(self, url: str) -> ErrorEnvelope:
         return self.named_hosts.get(origin(url)) or self.error_envelope
+
+    def is_download(self, url: str) -> bool:
+        """A URL on neither the API nor a named host: a presigned download."""
+        found = origin(url)
+        return found != self.api_origin and found not in self.named_hosts
 
     def is_api(self, url: str) -> bool:
         return origin(url) == self.api_origin

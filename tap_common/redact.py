@@ -9,16 +9,20 @@ message and exception text before any handler formats it:
 - signed path segments the tap declares (ISVapp's ``/download/<token>``);
 - user:password in a URL, ``Authorization`` header values, ``Bearer``/``Basic`` tokens,
   and ``token=``/``"access_token": …``-style pairs;
-- every literal secret the tap registers (secret settings, their Basic-auth encodings,
-  OAuth tokens as they are issued).
+- every literal secret the tap registers (each secret setting, each element of a secret
+  list, their Basic-auth encodings, OAuth access and refresh tokens as they are read or
+  issued), also in the forms a vendor's echo may quote it: URL-encoded (a form body or a
+  query string quoted back) and JSON-escaped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 import typing as t
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REDACTED = "<redacted>"
 _MIN_SECRET_LENGTH = 6
@@ -52,15 +56,38 @@ class Redactor:
         self._paths: list[re.Pattern[str]] = []
 
     def add_secret(self, value: t.Any) -> None:
-        """A literal value that must never be shown (a password, a token)."""
+        """A literal value that must never be shown (a password, a token), in each form
+        an echo of a request may quote it."""
         text = str(value) if value is not None else ""
         if len(text) < _MIN_SECRET_LENGTH:
             return
+        escaped = json.dumps(text)[1:-1]
+        forms = {text, quote(text, safe=""), quote_plus(text), escaped,
+                 escaped.replace("/", "\\/")}
         with self._lock:
-            if text not in self._secrets:
-                self._secrets.add(text)
+            if not forms <= self._secrets:
+                self._secrets.update(forms)
                 ordered = sorted(self._secrets, key=len, reverse=True)
                 self._secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def add_secrets_in(self, value: t.Any, schema: t.Mapping[str, t.Any] | None = None, *,
+                       secret: bool = True) -> None:
+        """Each string in a setting's value, one by one: a list of installs is not one
+        secret but many. In an object whose schema marks some properties ``secret``, only
+        those are (a resource id next to its refresh token stays readable)."""
+        schema = schema or {}
+        if isinstance(value, dict):
+            properties = schema.get("properties") or {}
+            marked = any(p.get("secret") for p in properties.values())
+            for key, item in value.items():
+                child = properties.get(key) or {}
+                self.add_secrets_in(item, child,
+                                    secret=bool(child.get("secret")) if marked else secret)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self.add_secrets_in(item, schema.get("items") or {}, secret=secret)
+        elif secret and value is not None and not isinstance(value, bool):
+            self.add_secret(value)
 
     def add_signed_path(self, pattern: str) -> None:
         """A regex whose group ``secret`` is a path segment that works as a credential."""
@@ -71,6 +98,17 @@ class Redactor:
         with self._lock:
             if all(p.pattern != pattern for p in self._paths):
                 self._paths.append(compiled)
+
+    def add_secrets_of_url(self, url: str, *, query: bool) -> None:
+        """The credentials a URL carries: its signed path segments, and with ``query``
+        (a presigned download URL, not an API call's paging) each query value."""
+        for pattern in self._paths:
+            for match in pattern.finditer(url):
+                self.add_secret(unquote(match.group("secret")))
+                self.add_secret(match.group("secret"))
+        if query:
+            for _, value in parse_qsl(urlsplit(url).query, keep_blank_values=False):
+                self.add_secret(value)
 
     def redact(self, text: str) -> str:
         if not text:

@@ -135,7 +135,9 @@ class VendorTap(TapInternals):
         properties = self.config_jsonschema.get("properties", {})
         for name, prop in properties.items():
             if prop.get("secret") and self.config.get(name):
-                redact.REDACTOR.add_secret(self.config[name])
+                # Each string of a list or object on its own (the whole list as one string
+                # would leave every element in clear).
+                redact.REDACTOR.add_secrets_in(self.config[name], prop)
         if self.basic_auth_settings:
             user, password = (self.config.get(n) for n in self.basic_auth_settings)
             if user and password:

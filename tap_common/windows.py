@@ -10,8 +10,8 @@ A stream declares its numbers and ``WindowedStream`` does the date arithmetic on
     last_day_offset                   the range ends this many days before today
     window_days                       cut the range into windows of at most this many days
 
-The first day is the bookmark's day less the lookback, never before ``start_date``;
-without a bookmark ``start_date``, else the history.
+The first day is the bookmark's day less the lookback, never before ``start_date`` nor
+after the last day; without a bookmark ``start_date``, else the history.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ def utc_today() -> Day:
 
 
 def day_of(value: t.Any) -> Day:
-    """The day of a bookmark or setting: ``2025-07-02``, ``2025-07-02T10:00:00Z`` …"""
+    """The day of a bookmark or setting: ``2025-07-02``, ``2025-07-02T10:00:00Z``, a
+    date or a datetime (a read bookmark, ``tap_common.bookmarks``) …"""
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
     return datetime.date.fromisoformat(str(value)[:10])
 
 
@@ -102,7 +107,9 @@ class WindowedStream:
 
     config: t.Mapping[str, t.Any]
     replication_key: str | None
-    get_context_state: t.Callable[[Context | None], dict]
+    #: The saved bookmark, read and clamped to the run's start (the base stream's,
+    #: ``tap_common.client.VendorRESTStream.saved_bookmark``).
+    saved_bookmark: t.Callable[[Context | None], t.Any]
 
     lookback_days: t.ClassVar[int] = 0
     lookback_setting: t.ClassVar[str | None] = None
@@ -128,10 +135,6 @@ class WindowedStream:
         """The period a range starts at the beginning of (``align_to``)."""
         return self.align_to
 
-    def saved_bookmark(self, context: Context | None = None) -> t.Any:
-        """The bookmark the last finished run left for this context (None on a first run)."""
-        return saved_bookmark(self.get_context_state(context), self.replication_key)
-
     def first_day(self, context: Context | None = None) -> Day | None:
         """The bookmark's day less ``lookback``, never before ``start_date``; without a
         bookmark ``start_date``, else ``history`` days back; None: read everything."""
@@ -139,7 +142,10 @@ class WindowedStream:
         floor = day_of(start_date) if start_date else None
         bookmark = self.saved_bookmark(context) if self.replication_key else None
         if bookmark:
-            day = day_of(bookmark) - datetime.timedelta(days=self.lookback)
+            # Never after the range's last day, as ``date_range`` clamps: a window that
+            # would start after it reads nothing, and the days before it are lost.
+            day = min(day_of(bookmark) - datetime.timedelta(days=self.lookback),
+                      self.last_day())
             return max(day, floor) if floor else day
         if floor:
             return floor

@@ -38,7 +38,9 @@ from tap_common.auth import PerOriginAuth, origin
 from tap_common.errors import CredentialRejectedError, PaginationError, PayloadError, VendorAPIError
 from tap_common.http import RETRY_STATUSES, RenewedOnceOn401
 from tap_common.ratelimit import RequestThrottle
+from tap_common.redact import REDACTOR
 from tap_common.responses import FirstOfEnvelopes, IdMessageEnvelope, OAuthErrorEnvelope
+from tap_heroku_vendor.token_store import RotatedTokens
 
 if t.TYPE_CHECKING:
     import logging
@@ -67,6 +69,12 @@ LISTING_UUID_FIELDS = ("resource.uuid", "resource_uuid", "addon.id", "addon_id",
                        "addon_uuid", "uuid")
 #: id.heroku.com answers in RFC 6749's shape or in Heroku's own (both are read).
 TOKEN_HOST_ENVELOPE = FirstOfEnvelopes(OAuthErrorEnvelope(), IdMessageEnvelope())
+#: The state's list of installs a previous run owes (read them, or fail).
+UNREAD_KEY = "installs_not_read"
+#: Why a refused install is known to be still installed (words of the error line).
+LISTED = "that addons.heroku.com still lists as installed"
+OWED = ("that a previous run could not read although installed, or whose new refresh "
+        "token it could not store")
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -76,6 +84,10 @@ class InstallSkipped(Exception):  # noqa: N818  (a control-flow signal, not an e
 
 class InstallsError(FatalAPIError):
     """The installs setting or file cannot be read; the message never quotes a line."""
+
+
+class InstallsLostError(FatalAPIError):
+    """An install still installed was not read, or its new refresh token was not stored."""
 
 
 class TokenRefused(FatalAPIError):
@@ -98,6 +110,8 @@ class Install:
     expires_in: float = 0.0
     issued_at: float = 0.0
     skipped: bool = False
+    #: Read from ``installs_file`` (where a rotated refresh token is written back).
+    from_file: bool = False
 
     def token_is_fresh(self, now: float) -> bool:
         if self.access_token is None:
@@ -114,15 +128,16 @@ def read_installs(config: t.Mapping[str, t.Any]) -> tuple[list[Install], list[st
 
     A uuid given twice keeps its first refresh token (with a warning, no value shown).
     """
-    entries: list[tuple[str, t.Any]] = [
-        (f"installs[{n}]", item) for n, item in enumerate(config.get("installs") or [])]
+    entries: list[tuple[str, t.Any, bool]] = [
+        (f"installs[{n}]", item, False) for n, item in enumerate(config.get("installs") or [])]
     path = config.get("installs_file")
     if path:
-        entries += list(_file_entries(Path(path)))
+        entries += [(where, item, True) for where, item in _file_entries(Path(path))]
     installs: dict[str, Install] = {}
     duplicates = 0
-    for where, item in entries:
+    for where, item, from_file in entries:
         install = _install_from(where, item)
+        install.from_file = from_file
         if install.uuid in installs:
             duplicates += 1
             continue
@@ -163,6 +178,8 @@ def _install_from(where: str, item: t.Any) -> Install:
     if missing:
         msg = f"{where} has no {' and no '.join(missing)} (a non-empty string each)"
         raise InstallsError(msg)
+    # Each refresh token on its own, the moment it is read (from a file too).
+    REDACTOR.add_secret(refresh.strip())
     return Install(uuid=resource.strip().lower(), refresh_token=refresh.strip())
 
 
@@ -307,6 +324,17 @@ class PartnerSession:
         self.without_token: list[str] = []
         self.refusals: dict[tuple[str, int], list[str]] = defaultdict(list)
         self.synced_apps: set[str] = set()
+        #: The installs addons.heroku.com lists (None: no listing was read).
+        self.listed: set[str] | None = None
+        #: Installs whose grant was refused though they are still installed.
+        self.refused_installed: list[str] = []
+        self.rotated_tokens = RotatedTokens(config.get("installs_file"), logger)
+        #: The state's installs owed by previous runs, and those still owed now.
+        self.owed_before: set[str] = set()
+        self.unread: set[str] = set()
+        self._recalled = False
+        #: The first refusal line per kind of evidence that the install is still there.
+        self._refusal_lines: dict[str, str] = {}
         self.authenticator = PerOriginAuth({self.api_url: InstallToken(self),
                                             self.addons_url: self._manifest_auth})
 
@@ -343,6 +371,7 @@ class PartnerSession:
 
     def check_listing(self, caller: str) -> None:
         listed, rows = self.list_installs(caller)
+        self.listed = set(listed)
         self.without_token = sorted(set(listed) - set(self.installs))
         for resource in self.without_token:
             self.logger.warning(
@@ -430,6 +459,8 @@ class PartnerSession:
         install = self.installs.get(resource_uuid)
         if install is not None:
             install.access_token = None  # not needed any more
+            if not install.skipped:
+                self.unread.discard(resource_uuid)
         if hasattr(self.throttle, "forget"):
             self.throttle.forget(resource_uuid)
 
@@ -461,16 +492,16 @@ class PartnerSession:
             msg = (f"{self.client.where(response)}: the token response for add-on resource "
                    f"{install.uuid} has an access_token that is not a string")
             raise PayloadError(msg)
+        REDACTOR.add_secret(token)
         try:
             expires_in = float(payload.get("expires_in") or DEFAULT_EXPIRES_IN)
         except (TypeError, ValueError):
             expires_in = DEFAULT_EXPIRES_IN
         new_refresh = payload.get("refresh_token")
         if isinstance(new_refresh, str) and new_refresh and new_refresh != install.refresh_token:
-            self.logger.warning(
-                "partner mode: Heroku returned a new refresh token for add-on resource %s; "
-                "the tap uses it for this run but cannot store it: if the old one stops "
-                "working, update it in your installs store", install.uuid)
+            # The old one may stop working: stored, or the run ends naming the install.
+            self.rotated_tokens.rotated(install.uuid, install.refresh_token, new_refresh,
+                                        from_file=install.from_file)
             install.refresh_token = new_refresh
         install.access_token = token
         install.expires_in = expires_in
@@ -531,6 +562,18 @@ class PartnerSession:
                 raise CredentialRejectedError(msg)
         install.skipped = True
         install.access_token = None
+        evidence = self.still_installed(install.uuid)
+        if evidence:
+            # Its rows would be missing from a green run. The other installs are read;
+            # the run ends with an error naming it.
+            self.refused_installed.append(install.uuid)
+            self.unread.add(install.uuid)
+            self.logger.warning(
+                "partner mode: Heroku refused the refresh token of add-on resource %s (%s), "
+                "which %s: not read; the run will end with an error naming it", install.uuid,
+                refused.code or f"HTTP {refused.status}", evidence)
+            self._refusal_lines.setdefault(evidence, refused.line)
+            return
         self.skipped.append(install.uuid)
         self.logger.warning(
             "partner mode: add-on resource %s skipped: Heroku refused its refresh token (%s: "
@@ -551,16 +594,68 @@ class PartnerSession:
                 "%d answers of this stream are counted in the summary at the end of the run",
                 stream_name, status, resource, meaning, status)
 
+    # -- installs that must not go missing quietly ------------------------------------
+
+    def still_installed(self, resource_uuid: str) -> str | None:
+        """Why a refused install counts as installed (None: deprovisioned, or unknown).
+
+        addons.heroku.com's listing decides when it was read. Without it, the state
+        decides: an install a previous run could not read although it was installed, or
+        whose new refresh token it could not store, stays owed until it is read again
+        (or leaves the installs)."""
+        if self.listed is not None:
+            return LISTED if resource_uuid in self.listed else None
+        return OWED if resource_uuid in self.owed_before else None
+
+    def recall(self, state: t.Mapping[str, t.Any]) -> None:
+        """The installs a previous run left unread (uuids only; the state never holds a
+        token). Once per run: later calls keep what this run found."""
+        if self._recalled:
+            return
+        self._recalled = True
+        owed = state.get(UNREAD_KEY)
+        self.owed_before = {u for u in owed if isinstance(u, str)} if isinstance(owed, list) else set()
+        self.unread = set(self.owed_before)
+
+    def remember(self, state: dict) -> None:
+        """Into the state: the installs still owed (refused though installed, or whose new
+        refresh token is not stored yet), so the next run cannot skip them quietly."""
+        owed = (self.unread | set(self.rotated_tokens.pending) | set(self.rotated_tokens.unsaved)) \
+            & set(self.installs)
+        if owed:
+            state[UNREAD_KEY] = sorted(owed)
+        else:
+            state.pop(UNREAD_KEY, None)
+
     # -- the end of the run -----------------------------------------------------------
+
+    def failure_line(self, stream_name: str) -> str | None:
+        """The run's one error line when an install that is still installed was not read,
+        or a new refresh token is known only to this process (None: nothing lost)."""
+        self.rotated_tokens.write()
+        parts = []
+        for evidence, line in self._refusal_lines.items():
+            resources = sorted(u for u in self.refused_installed
+                               if self.still_installed(u) == evidence)
+            parts.append(
+                f"{line}. Heroku refused the refresh tokens of {len(resources)} add-on "
+                f"resource(s) {evidence}, so their rows are missing: {', '.join(resources)}. "
+                "Update their refresh tokens (rotated or re-issued) in your installs store")
+        lost = self.rotated_tokens.failure_line(stream_name)
+        if lost:
+            parts.append(lost if not parts else lost.split(": ", 1)[1])
+        return "; and ".join(parts) or None
 
     def summary(self) -> str:
         seconds = time.monotonic() - self.started
-        read = len(self.installs) - len(self.skipped)
+        read = len(self.installs) - len(self.skipped) - len(self.refused_installed)
         total = sum(self.requests.values())
         parts = [
             f"partner mode: {len(self.installs)} install(s), {read} read, "
             f"{len(self.skipped)} skipped (refresh token refused)",
         ]
+        if self.refused_installed:
+            parts.append(f"{len(self.refused_installed)} refused though still installed")
         if self.without_token:
             parts.append(f"{len(self.without_token)} installed without a refresh token")
         parts.append(
@@ -575,6 +670,8 @@ class PartnerSession:
         return {
             "installs": len(self.installs), "skipped": list(self.skipped),
             "without_token": list(self.without_token), "requests": dict(self.requests),
+            "refused_installed": list(self.refused_installed),
+            "rotated_stored": list(self.rotated_tokens.stored),
             "tokens_issued": self.tokens_issued,
             "refusals": {f"{s}:{c}": len(r) for (s, c), r in self.refusals.items()},
             "seconds": time.monotonic() - self.started,

@@ -132,6 +132,7 @@ class AddonsStream(PartnerStream):
     def partitions(self) -> list[dict]:
         session = self.session
         session.prepare(self.name)
+        session.recall(self.stream_state)
         resume_after = self.stream_state.get(RESUME_KEY)
         pending = session.pending(resume_after)
         if resume_after and pending and session.installs:
@@ -151,6 +152,7 @@ class AddonsStream(PartnerStream):
             state.pop(RESUME_KEY, None)
         else:
             state[RESUME_KEY] = resource
+        self.session.remember(state)
         write_state_now(self)
 
     def get_child_context(self, record: dict, context: Context | None) -> dict:

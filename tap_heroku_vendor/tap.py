@@ -211,9 +211,17 @@ class TapHerokuVendor(VendorTap):
         return [streams.AppsStream(self), streams.AppInfoStream(self)]
 
     def sync_all(self) -> None:
-        super().sync_all()
+        try:
+            super().sync_all()
+        finally:
+            if self.partner_mode and self.partner.prepared:
+                # New refresh tokens reach installs_file however the run ends.
+                self.partner.rotated_tokens.write()
         if self.partner_mode and self.partner.prepared:
             self.logger.info("%s", self.partner.summary())
+            lost = self.partner.failure_line("addons")
+            if lost:
+                raise partner_api.InstallsLostError(lost)
 
 
 if __name__ == "__main__":

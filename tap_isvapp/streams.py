@@ -13,7 +13,8 @@ from tap_common.auth import origin
 from tap_common.errors import PayloadError, VendorAPIError
 from tap_common.exports import COMPLETED, FAILED, PENDING
 from tap_common.exports import Export, ExportFile, ExportStatus, ExportStream, rows_with_resume
-from tap_common.windows import WindowedStream, saved_bookmark, utc_today
+from tap_common import bookmarks
+from tap_common.windows import WindowedStream, utc_today
 from tap_isvapp import schemas
 from tap_isvapp.client import IsvappStream
 
@@ -155,6 +156,7 @@ class TaxonomyItemUsageStream(ExportStream, IsvappStream):
     oauth_scope = "exports"
     primary_keys = ("reference_date", "salesforce_account_id", "taxonomy_item_id")
     replication_key = "reference_date"
+    replication_key_form = bookmarks.MONTH
     schema = StreamSchema(SCHEMAS)
     export_states = EXPORT_STATES
     default_poll_interval_seconds = 10
@@ -162,14 +164,27 @@ class TaxonomyItemUsageStream(ExportStream, IsvappStream):
     typed_export_rows = True
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
-        # A start_date moved past the bookmark wins, as it does for timestamp bookmarks.
-        starts = [saved_bookmark(self.stream_state, self.replication_key),
-                  (self.config.get("start_date") or "")[:7]]
-        first_month = max(filter(None, starts), default=None)
+        first_month = self.first_month(utc_today())
         for timeframe in timeframes_to_export(first_month, utc_today()):
             for row in self.export_rows(self.export_request(timeframe), context):
-                if first_month is None or row["reference_date"] >= first_month:
+                # Months are compared in one form, YYYY-MM (a row's is documented so).
+                if first_month is None or row["reference_date"][:7] >= first_month:
                     yield row
+
+    def first_month(self, today: dt.date) -> str | None:
+        """The first month to export (``YYYY-MM``): the bookmark's month (ISVapp
+        recalculates it), or ``start_date``'s if later; never after last month, the
+        latest one an export can hold (as ``date_range`` clamps a first day)."""
+        starts = [self.saved_bookmark()]
+        if self.config.get("start_date"):
+            starts.append(bookmarks.read(self.config["start_date"], bookmarks.MONTH,
+                                         stream=self.name, what="start_date"))
+        first = max(filter(None, starts), default=None)
+        if first is None:
+            return None
+        first_month = bookmarks.as_text(first, bookmarks.MONTH)
+        this_month = f"{today.year:04d}-{today.month:02d}"
+        return min(first_month, month_before(this_month, 1))
 
     def export_request(self, timeframe: str) -> dict:
         body: dict[str, t.Any] = {"type": "TAXONOMY_ITEM", "aggregation": "MONTHLY",

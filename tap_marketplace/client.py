@@ -62,29 +62,57 @@ def link_href(links: t.Any, name: str) -> str | None:
     return link if isinstance(link, str) and link else None
 
 
-def content_key(row: dict) -> str:
-    """A stable id for rows the API gives none (feedback, attribution): their content."""
-    return hashlib.sha256(orjson.dumps(row, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+def content_key(fields: dict) -> str:
+    """A stable id for rows the API gives none (feedback, attribution): their content.
+
+    ``fields`` are what the tap emits of the row (``ReportingStream.keyed_content``: the
+    declared fields, never one the vendor adds later); a field that is null counts as
+    absent, so a vendor that starts or stops sending nulls changes no key either.
+    """
+    present = {name: value for name, value in fields.items() if value is not None}
+    return hashlib.sha256(orjson.dumps(present, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 class OccurrenceKeys:
-    """Content keys that never merge two rows: the n-th identical row gets ``-n``.
+    """Content keys that never merge two rows, and never give one row two keys.
 
-    Rows without an id are keyed on their content, so two rows identical in every field
-    would share a key and the warehouse would keep one. The first occurrence keeps the
-    bare content hash (keys loaded before stay valid), the second is ``<hash>-2`` and so
-    on. Identical rows are identical in their date too, and every read covers whole days,
-    so a re-read numbers them the same way: the keys are stable across runs.
+    Two rows identical in every emitted field would share a content key, and the
+    warehouse would keep one: the n-th identical row gets ``<hash>-n`` (the first keeps
+    the bare hash). Identical rows are identical in their date too, and every read
+    covers whole days, so a re-read numbers them the same way: keys are stable across
+    runs.
+
+    One page is one answer of the vendor, so identical rows on it are distinct rows.
+    Offset pages are not a snapshot: a row inserted (newest first) between two requests
+    pushes the last row of a page onto the next one, where it is read again. So a row
+    identical to one keyed on an earlier page is either that row again or a genuine
+    copy, which nothing in the row tells apart. ``count`` settles it: it asks the
+    vendor how many such rows there are (one request for that row's day alone, a
+    single answer), and occurrences beyond that count are the rows read again: they
+    are not emitted twice (``key`` gives None). Rows read from one export file are one
+    answer, so ``count`` is never needed there.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, count: t.Callable[[dict], int] | None = None) -> None:
+        self._count = count
         self._seen: Counter[str] = Counter()
+        self._first_page: dict[str, int] = {}
+        self._limit: dict[str, int] = {}
 
-    def key(self, row: dict) -> str:
-        content = content_key(row)
-        self._seen[content] += 1
-        count = self._seen[content]
-        return content if count == 1 else f"{content}-{count}"
+    def key(self, fields: dict, page: int = 1) -> str | None:
+        """The key of the row with these emitted ``fields``, read on ``page`` (None: the
+        same row as one already keyed, read again)."""
+        content = content_key(fields)
+        seen = self._seen[content]
+        if seen and self._count is not None and (
+                content in self._limit or self._first_page[content] != page):
+            if content not in self._limit:
+                self._limit[content] = self._count(fields)
+            if seen >= self._limit[content]:
+                return None
+        self._first_page.setdefault(content, page)
+        self._seen[content] = seen + 1
+        return content if seen == 0 else f"{content}-{seen + 1}"
 
 
 def _sen(row: dict) -> str | None:
@@ -228,10 +256,6 @@ class MarketplaceStream(WindowedStream, VendorRESTStream):
             params["productId"] = list(product_ids)
         return params
 
-    def compare_start_date(self, value: str, start_date_value: str) -> str:
-        # Bookmarks here are ISO dates (or "YYYY-MM-DD HH:MM:SS"): they sort as strings.
-        return max(str(value), str(start_date_value))
-
     def starting_date(self, context: Context | None) -> str | None:
         """``first_day`` as the API's ``YYYY-MM-DD``; None for a full pull."""
         first = self.first_day(context)
@@ -291,6 +315,7 @@ class ReportingStream(MarketplaceStream):
         super().__init__(*args, **kwargs)
         self._current_query: dict[str, t.Any] = {}
         self._content_keys = OccurrenceKeys()
+        self._page_number = 0
         if self.collection_key:
             self.records_jsonpath = f"$.{self.collection_key}[*]"
 
@@ -319,14 +344,50 @@ class ReportingStream(MarketplaceStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # Raw rows: the SDK applies ``post_process`` to each.
-        self._content_keys = OccurrenceKeys()
+        self._content_keys = OccurrenceKeys(lambda fields: self.count_on_its_day(fields,
+                                                                                 context))
         for query in self.queries(context):
             yield from self.query_rows(query, context)
 
+    def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
+        # Rows are post-processed page by page: the page a row was read on (OccurrenceKeys).
+        self._page_number += 1
+        return super().parse_response(response)
+
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        if self.content_key_field:
-            row[self.content_key_field] = self._content_keys.key(row)
-        return super().post_process(row, context)
+        row = super().post_process(row, context)
+        if row is None or not self.content_key_field:
+            return row
+        key = self._content_keys.key(self.keyed_content(row), self._page_number)
+        if key is None:
+            self.logger.info("%s: a row read again on the next page (rows were added "
+                             "between two pages) is emitted once", self.name)
+            return None
+        row[self.content_key_field] = key
+        return row
+
+    def keyed_content(self, row: dict) -> dict:
+        """What a content key is made of: the fields the tap emits, adapted, without
+        the key itself; a field the vendor adds later is not one of them."""
+        return {name: row.get(name) for name in self._declared_fields
+                if name != self.content_key_field}
+
+    def count_on_its_day(self, fields: dict, context: Context | None) -> int:
+        """How many rows with these emitted ``fields`` the vendor has: the rows of their
+        day (the replication key's), asked for in one query of their own."""
+        day = str(fields.get(self.replication_key) or "")[:10]
+        query = {**self._current_query, "startDate": day, "endDate": day}
+        query.pop("lastUpdated", None)
+        outer_query, outer_page = self._current_query, self._page_number
+        try:
+            rows = [self.keyed_content(adapted) for adapted in (
+                MarketplaceStream.post_process(self, dict(row), context)
+                for row in ReportingStream.query_rows(self, query, context))
+                if adapted is not None]
+        finally:
+            self._current_query, self._page_number = outer_query, outer_page
+        wanted = content_key(fields)
+        return sum(content_key(row) == wanted for row in rows)
 
     def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
         """Raw rows of one query, page by page."""

@@ -17,7 +17,7 @@ import datetime as dt
 import typing as t
 from dataclasses import dataclass, field
 
-from isv_sandbox.faults import ENVELOPE_KINDS, KINDS, PAGING_KINDS, REFUSAL_KINDS
+from isv_sandbox.faults import ECHO_KINDS, ENVELOPE_KINDS, KINDS, PAGING_KINDS, REFUSAL_KINDS
 from tap_common.responses import Expected
 from tap_heroku_vendor.tap import TapHerokuVendor
 from tap_isvapp.tap import TapIsvapp
@@ -99,6 +99,11 @@ class Endpoint:
     #: Refusals (``isv_sandbox.faults.REFUSAL_KINDS``) the tap documents as tolerated here:
     #: the run ends with exit 0, only the refused item's rows missing, and a warning.
     tolerated: frozenset[str] = frozenset()
+    #: Refusals that apply here but end the run (checked like any other fault).
+    refusals_failing: frozenset[str] = frozenset()
+    #: Only these kinds apply (None: every kind that fits); for an endpoint listed again
+    #: under other settings to check one behaviour.
+    kinds: frozenset[str] | None = None
     config: dict[str, t.Any] = field(default_factory=dict)
     sandbox: dict[str, t.Any] = field(default_factory=dict)
 
@@ -129,8 +134,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _e("heroku", "GET /vendor/apps", "GET", r"^/vendor/apps$", "apps", paged=True),
     _e("heroku", "GET /vendor/apps/{app}", "GET", r"^/vendor/apps/[^/]+$", "app_info"),
     # -- Heroku partner mode (api: partner): three hosts ---------------------------------
+    # A refused grant of an install that addons.heroku.com still lists ends the run; one
+    # it does not list (deprovisioned), or with no listing to ask, is skipped.
     _e("heroku_partner", "POST id.heroku.com /oauth/token", "POST", r"^/oauth/token$", "addons",
-       records_key=None, companion="oauth", tolerated=frozenset({"invalid_grant"})),
+       records_key=None, companion="oauth", refusals_failing=frozenset({"invalid_grant"})),
+    _e("heroku_partner", "POST id.heroku.com /oauth/token (no listing)", "POST",
+       r"^/oauth/token$", "addons", records_key=None, companion="oauth",
+       tolerated=frozenset({"invalid_grant"}), kinds=frozenset({"invalid_grant"}),
+       config={"manifest_id": None, "manifest_password": None}),
     _partner("GET /addons/{uuid}", r"^/addons/[^/]+$", "addons"),
     _partner("GET /addons/{uuid}/config", r"^/addons/[^/]+/config$", "addon_config"),
     _partner("GET /addons/{uuid}/addon-attachments", r"^/addons/[^/]+/addon-attachments$",
@@ -146,6 +157,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
        "salesforce_accounts", records_key=None),
     _e("isvapp", "GET /api/v1/salesforce_accounts", "GET", r"^/api/v1/salesforce_accounts$",
        "salesforce_accounts"),
+    # The API key instead of OAuth: a host quoting it back.
+    _e("isvapp", "GET /api/v1/salesforce_accounts (api_key)", "GET",
+       r"^/api/v1/salesforce_accounts$", "salesforce_accounts", kinds=ECHO_KINDS,
+       sandbox={"auth_mode": "api_key"}),
     _e("isvapp", "GET /api/v1/salesforce_account_summary", "GET",
        r"^/api/v1/salesforce_account_summary$", "salesforce_account_summaries"),
     _e("isvapp", "GET /api/v1/exports", "GET", r"^/api/v1/exports$", "exports"),
@@ -282,6 +297,10 @@ for _endpoint in ENDPOINTS:
 
 def applies(endpoint: Endpoint, kind: str) -> bool:
     """Whether a kind of fault can happen at an endpoint."""
+    if endpoint.kinds is not None and kind not in endpoint.kinds:
+        return False
+    if kind in ECHO_KINDS:
+        return True  # every host may quote what it received
     if kind in ("envelope_200", "envelope_200_transient"):
         return not endpoint.storage  # a storage host (S3) has no error envelope at 200
     if kind in ENVELOPE_KINDS or kind in ("truncated", "reset", "slow", "huge_retry_after",
@@ -296,7 +315,7 @@ def applies(endpoint: Endpoint, kind: str) -> bool:
     if kind == "unknown_status":
         return endpoint.export_status
     if kind in REFUSAL_KINDS:
-        return kind in endpoint.tolerated
+        return kind in endpoint.tolerated or kind in endpoint.refusals_failing
     msg = f"no applicability rule for fault kind {kind!r}"
     raise AssertionError(msg)
 

@@ -197,7 +197,15 @@ def secrets_in(server: t.Any, config: dict) -> list[str]:
         found += [e["_token"] for e in app.exports.values()]        # export download keys
     if server.vendor == "heroku_partner":
         found += list(app.access_tokens)                            # per-install tokens
+    storage = storage_of(server)
+    for request in storage.requests if storage is not None else []:  # presigned URLs
+        found += [value for name, values in request.query.items()
+                  if SIGNED_QUERY.search(name) for value in values]
     return found
+
+
+#: Query parameters of a presigned URL that work as a credential.
+SIGNED_QUERY = re.compile(r"signature|sig$|token|credential", re.IGNORECASE)
 
 
 #: Signed-URL signatures and tokens in URLs, whatever their value.
@@ -239,6 +247,13 @@ def _param(endpoint: Endpoint, kind: str) -> t.Any:
 @pytest.mark.parametrize(("endpoint", "kind"), [_param(e, k) for e, k in PAIRS])
 def test_fault_matrix(endpoint: Endpoint, kind: str) -> None:
     base = baseline(endpoint)
+    # A host quoting the request's credentials is checked at the default level too: the
+    # one error line every user sees, not only the DEBUG records and traceback.
+    for debug in (False, True) if kind in faults.ECHO_KINDS else (True,):
+        run_with_fault(endpoint, kind, base, debug=debug)
+
+
+def run_with_fault(endpoint: Endpoint, kind: str, base: Baseline, *, debug: bool) -> None:
     server = start_sandbox(endpoint)
     try:
         host = host_for(endpoint, server)
@@ -248,20 +263,22 @@ def test_fault_matrix(endpoint: Endpoint, kind: str) -> None:
         spec = faults.fault(kind, host.app, key=endpoint.records_key,
                             stall_seconds=SLOW_TIMEOUT_SECONDS * 2.5)
         refused: list[t.Any] = []
-        if kind in faults.REFUSAL_KINDS:
+        if kind in endpoint.tolerated:
             spec["transform"] = recording(spec["transform"], refused)
         several = calls(base.requests, endpoint) >= 2
         skip = 1 if several and kind not in faults.PAGING_KINDS | {"unknown_status"} else 0
         fault = host.add_fault(endpoint.path, method=endpoint.method, skip=skip, **spec)
-        out = run_in_process(TAPS[endpoint.vendor], config, catalog=base.catalog, debug=True)
+        out = run_in_process(TAPS[endpoint.vendor], config, catalog=base.catalog, debug=debug)
         secrets = secrets_in(server, config)
     finally:
         server.stop()
-    if kind in faults.REFUSAL_KINDS:
+    if kind in endpoint.tolerated:
         check_tolerated_refusal(endpoint, kind, base, out, secrets,
                                 refused_item(server, refused))
     else:
         check_invariant(endpoint, kind, base, out, secrets)
+    if kind in faults.ECHO_KINDS:
+        check_echo_refused(out)
     assert fault.applied > 0, (
         f"the {kind} fault never happened at {endpoint.id}: the matrix entry does not "
         "describe what the tap calls")
@@ -324,6 +341,14 @@ def check_output_hygiene(out: SyncOutput, secrets: list[str]) -> None:
         assert not pattern.search(stdout), f"{pattern.pattern} in stdout"
         assert not pattern.search(out.stderr), f"{pattern.pattern} in stderr"
     assert not tracebacks_shown(out.stderr), tracebacks_shown(out.stderr)[0][-2000:]
+
+
+def check_echo_refused(out: SyncOutput) -> None:
+    """A 400 quoting the credentials is final: the run fails with one line (the secrets
+    are checked by ``check_output_hygiene``)."""
+    assert out.returncode != 0, "a 400 that no retry changes, and the run is green"
+    errors = error_lines(out.stderr)
+    assert len(errors) == 1, errors
 
 
 def check_invariant(endpoint: Endpoint, kind: str, base: Baseline, out: SyncOutput,

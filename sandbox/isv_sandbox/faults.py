@@ -36,6 +36,8 @@ KINDS = (
     "forbidden",               # 403 in the vendor's envelope (a per-item refusal)
     "not_found",               # 404 in the vendor's envelope (deleted since it was listed)
     "invalid_grant",           # an OAuth refresh-token grant refused (RFC 6749 invalid_grant)
+    "echo_json",               # 400 in the vendor's envelope, quoting the request's credentials
+    "echo_text",               # 400 in plain text, quoting the request's credentials
 )
 #: Kinds that need a page with a next-page pointer.
 PAGING_KINDS = frozenset({"empty_page", "same_page_next"})
@@ -46,6 +48,8 @@ JSON_KINDS = frozenset({"wrong_shape", "missing_key", "empty_page", "same_page_n
 REFUSAL_KINDS = frozenset({"forbidden", "not_found", "invalid_grant"})
 ENVELOPE_KINDS = frozenset({"envelope_200", "envelope_200_transient", "envelope_4xx",
                             "envelope_5xx"})
+#: Kinds whose error message echoes what the request carried (its credentials).
+ECHO_KINDS = frozenset({"echo_json", "echo_text"})
 #: Statuses that are rewritten to an unknown one by ``unknown_status``.
 KNOWN_EXPORT_STATUSES = frozenset({"PENDING", "QUEUED", "IN_PROGRESS", "COMPLETED"})
 UNKNOWN_STATUS = "CANCELLED"
@@ -85,6 +89,9 @@ def fault(kind: str, app: VendorApp, *, key: str | None = None,
         return {"kind": "slow", "fraction": 0.5, "seconds": stall_seconds}
     if kind == "unreachable":
         return {"kind": "drop", "times": 1000}
+    if kind in ECHO_KINDS:
+        return {"kind": "transform",
+                "transform": lambda request, response: echo(app, request, kind)}
     if kind in REFUSAL_KINDS:
         # A transform (not a canned answer), so the request refused can be looked at.
         return {"kind": "transform",
@@ -111,6 +118,42 @@ def refusal(app: VendorApp, kind: str) -> Response:
         body = app.error_envelope("You do not have access to this resource." if status == 403
                                   else "Couldn't find that resource.", status)
     return Response(status, body, {"Content-Type": "application/json"})
+
+
+def received_credentials(request: Request) -> list[str]:
+    """Every credential a request carried, as a vendor that quotes it back would: a
+    Basic user's password and a bearer token decoded, each form field (refresh token,
+    client secret), each query value (a signature), the path (a signed download key);
+    then the raw body and Authorization header (last: a pattern that hides a header's
+    value to the end of the line must not be what hides the rest)."""
+    quoted = []
+    basic = request.basic_auth()
+    if basic is not None:
+        quoted.append(f"user {basic[0]} with password {basic[1]} is not valid")
+    token = request.bearer()
+    if token is not None:
+        quoted.append(f"access token {token} is not valid")
+    text = request.body.decode("utf-8", "replace") if request.body else ""
+    if "=" in text and not text.lstrip().startswith(("{", "[")):
+        quoted += [f"{name.replace('_', ' ')} {value} is not valid"
+                   for name, value in request.form().items()]
+    quoted += [f"{value} does not match" for values in request.query.values() for value in values]
+    quoted.append(f"for path {request.path}")
+    if text:
+        quoted.append(f"received {text[:400]}")
+    header = request.headers.get("Authorization", "")
+    if header:
+        quoted.append(f"Authorization: {header}")
+    return quoted
+
+
+def echo(app: VendorApp, request: Request, kind: str) -> Response:
+    """A 400 whose message repeats what the request sent: the vendor's envelope
+    (``echo_json``) or plain text (``echo_text``)."""
+    message = "Request rejected: " + "; ".join(received_credentials(request))
+    if kind == "echo_json":
+        return Response(400, app.error_envelope(message, 400), {"Content-Type": "application/json"})
+    return Response(400, message.encode(), {"Content-Type": "text/plain"})
 
 
 # -- rewriting a JSON answer ---------------------------------------------------------------

@@ -56,6 +56,9 @@ class HerokuPartnerSettings:
     manifest_password: str = "sandbox-manifest-password"
     #: Lifetime of an access token, in seconds (Heroku sends it as ``expires_in``).
     access_token_expires_in: float = 28800
+    #: Each refresh-token grant answers with a new refresh token and revokes the one it
+    #: was given (OAuth servers may rotate; Heroku's docs do not say it does).
+    rotate_refresh_tokens: bool = False
     #: ``rfc6749`` (``{"error": "invalid_grant", ...}``) or ``heroku`` (``{"id", "message"}``).
     oauth_error_style: str = "rfc6749"
     #: Endpoint kinds (see KINDS) a partner token may not call: 403 ``forbidden``.
@@ -100,6 +103,8 @@ class HerokuPartnerApp(VendorApp):
         #: resource uuid -> number of access tokens issued
         self.grants: dict[str, int] = {}
         self.expired_token_requests = 0
+        #: Refresh tokens replaced (``rotate_refresh_tokens``).
+        self.rotations = 0
         #: (path, Range header or None, status, Next-Range or None) of every list request
         self.range_log: list[tuple[str, str | None, int, str | None]] = []
         self.generate()
@@ -423,11 +428,18 @@ class HerokuPartnerApp(VendorApp):
         with self._lock:
             self.access_tokens[access] = (resource, time.monotonic() + s.access_token_expires_in)
             self.grants[resource] = self.grants.get(resource, 0) + 1
+        refresh = form["refresh_token"]
+        if s.rotate_refresh_tokens:
+            with self._lock:
+                del self.refresh_tokens[refresh]
+                refresh = f"refresh-{secrets.token_hex(12)}"
+                self.refresh_tokens[refresh] = resource
+                self.rotations += 1
         expires_in: float = s.access_token_expires_in
         if float(expires_in).is_integer():
             expires_in = int(expires_in)
         return Response.json({"access_token": access, "expires_in": expires_in,
-                              "refresh_token": form["refresh_token"], "token_type": "Bearer",
+                              "refresh_token": refresh, "token_type": "Bearer",
                               "user_id": str(uuid.uuid4()), "session_nonce": None})
 
     def oauth_error(self, status: int, code: str, message: str) -> Response:
@@ -441,7 +453,9 @@ class HerokuPartnerApp(VendorApp):
         s = self.settings
         offset = int(request.arg("offset", "0") or 0)
         rows = []
-        for addon in list(self.addons.values())[offset:offset + s.listing_page_size]:
+        # A revoked install was deprovisioned: the listing no longer has it.
+        installed = [a for a in self.addons.values() if a["id"] not in self.revoked]
+        for addon in installed[offset:offset + s.listing_page_size]:
             row = {"app": {"id": addon["app"]["id"], "name": addon["app"]["name"]},
                    "plan": addon["plan"]["name"].split(":", 1)[-1],
                    "provider_id": addon["provider_id"], "addon": {"name": addon["name"]}}
@@ -449,7 +463,7 @@ class HerokuPartnerApp(VendorApp):
                 put(row, s.listing_uuid_field, addon["id"])
             rows.append(row)
         headers = {}
-        if offset + s.listing_page_size < len(self.addons):
+        if offset + s.listing_page_size < len(installed):
             headers["Link"] = f'<{self.addons_host.url}/api/v3/apps?offset={offset + s.listing_page_size}>; rel="next"'
         body: t.Any = {s.listing_envelope: rows} if s.listing_envelope else rows
         return Response.json(body, headers=headers)

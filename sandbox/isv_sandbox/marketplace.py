@@ -94,6 +94,14 @@ class MarketplaceSettings:
     #: Every Nth request answers 429 with ``Retry-After`` (0: never).
     rate_limit_every: int = 0
     retry_after_seconds: float = 0.05
+    # -- the state cycle (issue 18) -------------------------------------------------
+    #: Fields the vendor has added since the schema was written, sent on every row of
+    #: the kind named (``{"feedback": {"sentiment": "neutral"}}``).
+    vendor_added_fields: dict[str, dict[str, t.Any]] = field(default_factory=dict)
+    #: Once, right after the first page (offset 0) of feedback details is served, this
+    #: many new rows dated today are put at the front of the feedback list, as rows
+    #: arriving newest first between two page requests would be.
+    feedback_rows_inserted_after_first_page: int = 0
     #: Settings of extension modules (see the module docstring).
     extra: dict[str, t.Any] = field(default_factory=dict)
 
@@ -375,8 +383,15 @@ class MarketplaceApp(VendorApp):
         query = self.data.query(request, "feedback")
         if isinstance(query, Response):
             return query
-        return self.offset_page(request, developer_id, "feedback",
+        page = self.offset_page(request, developer_id, "feedback",
                                 list(self.data.feedback(query)))
+        inserted = self.settings.feedback_rows_inserted_after_first_page
+        if inserted and int(request.arg("offset") or 0) == 0:
+            self.settings.feedback_rows_inserted_after_first_page = 0  # once
+            today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+            self.data.insert_first("feedback", [
+                self.data.feedback_row(5000 + i, today) for i in range(inserted)])
+        return page
 
     def event_details(self, request: Request, developer_id: str, kind: str) -> Response:
         query = self.data.query(request, kind)
@@ -599,6 +614,7 @@ class ReportingData:
                      for d in range((last - first).days + 1)]
         self.overrides: dict[str, dict[int, dict]] = {}
         self.added: dict[str, list[dict]] = {}
+        self.inserted_first: dict[str, list[dict]] = {}
 
     def update(self, kind: str, numbers: t.Iterable[int], **fields: t.Any) -> None:
         for number in numbers:
@@ -608,6 +624,14 @@ class ReportingData:
         """Rows that appear from now on, after the generated ones (``feedback``,
         ``marketing_attribution``); identical rows may be added twice."""
         self.added.setdefault(kind, []).extend(dict(row) for row in rows)
+
+    def insert_first(self, kind: str, rows: t.Iterable[dict]) -> None:
+        """Rows that appear from now on before every other row of ``kind`` (newest first)."""
+        self.inserted_first.setdefault(kind, []).extend(dict(row) for row in rows)
+
+    def with_vendor_fields(self, kind: str, row: dict) -> dict:
+        added = self.settings.vendor_added_fields.get(kind)
+        return {**row, **added} if added else row
 
     def _added(self, kind: str, query: Query, date_field: str) -> t.Iterator[dict]:
         for row in self.added.get(kind, []):
@@ -786,6 +810,7 @@ class ReportingData:
     # -- feedback, events, attribution ------------------------------------------------
 
     def feedback(self, query: Query) -> t.Iterator[dict]:
+        yield from map(self.feedback_with_vendor_fields, self._inserted_first("feedback", query))
         for number in range(self.settings.feedback):
             app = self._app(number, query)
             if app is None:
@@ -793,8 +818,17 @@ class ReportingData:
             date = self._dates(_mix(number, self.settings.seed + 2), 0)[0]
             if (query.start and date < query.start) or (query.end and date > query.end):
                 continue
-            yield self.feedback_row(number, date)
-        yield from self._added("feedback", query, "date")
+            yield self.feedback_with_vendor_fields(self.feedback_row(number, date))
+        yield from map(self.feedback_with_vendor_fields, self._added("feedback", query, "date"))
+
+    def feedback_with_vendor_fields(self, row: dict) -> dict:
+        return self.with_vendor_fields("feedback", row)
+
+    def _inserted_first(self, kind: str, query: Query) -> t.Iterator[dict]:
+        for row in self.inserted_first.get(kind, []):
+            day = row["date"][:10]
+            if not (query.start and day < query.start or query.end and day > query.end):
+                yield dict(row)
 
     def feedback_row(self, number: int, date: str) -> dict:
         """Feedback row ``number`` (its app, type and text), dated ``date``."""
@@ -852,8 +886,10 @@ class ReportingData:
             date = self._dates(_mix(number, self.settings.seed + 6), 0)[0]
             if (query.start and date < query.start) or (query.end and date > query.end):
                 continue
-            yield self.attribution_row(number, date)
-        yield from self._added("marketing_attribution", query, "eventTimestamp")
+            yield self.with_vendor_fields("marketing_attribution",
+                                          self.attribution_row(number, date))
+        for row in self._added("marketing_attribution", query, "eventTimestamp"):
+            yield self.with_vendor_fields("marketing_attribution", row)
 
     def attribution_row(self, number: int, date: str) -> dict:
         """Attribution touch point ``number`` (its app, channel, user), on day ``date``."""

@@ -116,6 +116,7 @@ class MarketingAttributionStream(ExportableReportingStream):
     export_wrapper_key = "marketingAttribution"
     primary_keys = ("attribution_id",)
     replication_key = "eventTimestamp"
+    replication_key_form = "date-time"  # "YYYY-MM-DD HH:MM:SS"; the schema gives no format
     bookmark_param = "startDate"
     content_key_field = "attribution_id"
     lookback_days = ATTRIBUTION_LOOKBACK_DAYS
@@ -163,7 +164,8 @@ class LicenseEventsStream(ReportingStream):
             if name in row:
                 details.setdefault(name, row.pop(name))
         row["licenseDetails"] = details or None
-        row["license_key"] = license_key(details, row.get("hosting")) or content_key(row)
+        row["license_key"] = (license_key(details, row.get("hosting"))
+                              or content_key(self.keyed_content(row)))
         return row
 
 
