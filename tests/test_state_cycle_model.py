@@ -281,6 +281,12 @@ KINDS = st.sampled_from(("licenses", "transactions", "feedback"))
 class MarketplaceCycle(CycleMachine):
     executable = "tap-marketplace"
     streams = ("licenses", "transactions", "feedback")
+    #: A row deleted between page 1 and page 2 moves the next row onto page 1, already
+    #: read: the tap misses it and exits 0 (a known bug, replayed strictly by
+    #: ``marketplace-row-deleted-while-paging`` below). The machine does not check
+    #: that such a run is complete, only the runs after it, so that it can look for
+    #: other faults.
+    tolerate_shifts: t.ClassVar[bool] = True
 
     @initialize()
     def vendor(self) -> None:
@@ -299,6 +305,9 @@ class MarketplaceCycle(CycleMachine):
         self.retired: dict[str, t.Counter] = {k: collections.Counter() for k in self.streams}
         #: Rows changed while a run was paging: that run may or may not have them.
         self.unsettled: set[tuple[str, t.Hashable]] = set()
+        #: Streams a row was deleted from between two pages of this run (see
+        #: ``tolerate_shifts``).
+        self.shifted: set[str] = set()
         self.run(debug=False)  # the first night: a full pull
 
     def config(self) -> dict:
@@ -355,6 +364,8 @@ class MarketplaceCycle(CycleMachine):
         def change() -> None:
             old = self.rows.delete(kind, index)
             self.retire(kind, old)
+            if during_paging:
+                self.shifted.add(kind)
         self.at(kind, change, during_paging)
 
     @change(age=st.sampled_from((0, 2)))
@@ -402,6 +413,7 @@ class MarketplaceCycle(CycleMachine):
             for kind in self.streams:
                 self.check_stream(kind, first[kind])
         self.unsettled.clear()
+        self.shifted.clear()
 
     def first_day(self, kind: str) -> str:
         mark = bookmark(self.state, kind)
@@ -419,7 +431,8 @@ class MarketplaceCycle(CycleMachine):
         copies = collections.Counter(self.identity(kind, row) for row in truth)
         for row in truth:
             row_id = self.identity(kind, row)
-            if row[date_field] < first or (kind, row_id) in self.unsettled:
+            if row[date_field] < first or (kind, row_id) in self.unsettled or (
+                    kind in self.shifted and self.tolerate_shifts):
                 continue
             versions = [version for _, version in held.get(row_id, [])]
             assert self.version(kind, row) in versions, (
@@ -685,6 +698,11 @@ REGRESSIONS = {
     # Item 3: a month bookmark written as a date lost the recalculated month.
     "isvapp-month-bookmark-as-a-date": (IsvappCycle, [
         ("bookmarks_in_another_form", {}), ("recalculate_month", {"back": 0}), NIGHT]),
+    # A sandbox bug the machine found: a late request added after one was removed got the
+    # id of another (fixed in isv_sandbox/isvapp.py).
+    "isvapp-late-request-after-a-removed-one": (IsvappCycle, [
+        ("future_request", {"days_ahead": 1}), NIGHT, ("delete_request", {"index": 97}),
+        ("future_request", {"days_ahead": 10}), NIGHT]),
     # Item 2: a request ending in the future became the bookmark of the last window.
     "isvapp-future-request": (IsvappCycle, [
         ("future_request", {"days_ahead": 10}), NIGHT, ("late_request", {"age": 2}), NIGHT]),
@@ -695,3 +713,22 @@ REGRESSIONS = {
 def test_state_cycle_regression(name: str) -> None:
     machine_class, steps = REGRESSIONS[name]
     replay(machine_class, *steps)
+
+
+class StrictPagingMarketplaceCycle(MarketplaceCycle):
+    tolerate_shifts = False
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "known bug: offset pages are not a snapshot; a row the vendor deletes between page 1 "
+    "and page 2 moves the first row of page 2 onto page 1, which was read, and the run "
+    "exits 0 without it (tap_marketplace/client.py ReportingStream/HalNextPaginator: "
+    "nothing compares totalCount across pages or re-reads)"))
+@pytest.mark.parametrize("kind", ["licenses", "feedback"])
+def test_state_cycle_row_deleted_while_paging(kind: str) -> None:
+    """Found by the Marketplace machine on the fixed branches: a row updated today, then
+    five new rows (two pages of four), then the updated row deleted after page 1."""
+    replay(StrictPagingMarketplaceCycle,
+           ("update_row", {"kind": kind, "index": 0, "during_paging": False}), NIGHT,
+           *[("new_row", {"kind": kind, "age": 0})] * 5,
+           ("delete_row", {"kind": kind, "index": 0, "during_paging": True}), NIGHT)
