@@ -17,9 +17,12 @@ the key. After every run that exits 0:
 
 A run that exits non-zero must say why in one ERROR line and leak no secret either.
 
-Budgets: the ``state-cycle-ci`` hypothesis profile runs in ``scripts/test`` (derandomized,
-no shrinking); ``STATE_CYCLE_PROFILE=state-cycle-long`` (``scripts/benchmark
---state-cycle``) runs many more, randomized, and shrinks what fails.
+Budgets (hypothesis profiles, chosen by ``STATE_CYCLE_PROFILE``): ``state-cycle-ci`` runs
+in ``scripts/test`` (2 examples of at most 8 steps per machine, derandomized, no
+shrinking); ``state-cycle-long`` (``scripts/benchmark --state-cycle``) runs 25 examples of
+up to 14 steps per machine, randomized, and shrinks what fails; ``state-cycle-search`` is
+the long one without shrinking. Every failure the machines found is replayed step by step
+at the end of this module, so it runs whatever the budget draws.
 """
 
 from __future__ import annotations
@@ -457,7 +460,7 @@ class IsvappCycle(CycleMachine):
 
     @initialize()
     def vendor(self) -> None:
-        start_month = mutations_month_before(LAST_MONTH, 1)
+        start_month = month_before(LAST_MONTH, 1)
         self.server = self.start("isvapp", request_history_days=12, export_rows_per_month=6,
                                  tap_start_date=f"{start_month}-01")
         self.app = self.server.app
@@ -504,7 +507,7 @@ class IsvappCycle(CycleMachine):
 
     @change(back=st.sampled_from((0, 1)))
     def recalculate_month(self, back: int) -> None:
-        mutations.recalculate_month(self.app, mutations_month_before(LAST_MONTH, back))
+        mutations.recalculate_month(self.app, month_before(LAST_MONTH, back))
 
     @change()
     def bookmarks_in_another_form(self) -> None:
@@ -547,7 +550,7 @@ class IsvappCycle(CycleMachine):
         assert not unknown, f"package_usage_requests: rows no vendor request is: {unknown}"
 
     def check_months(self, first_month: str) -> None:
-        months = [m for m in (mutations_month_before(LAST_MONTH, 1), LAST_MONTH)
+        months = [m for m in (month_before(LAST_MONTH, 1), LAST_MONTH)
                   if m >= first_month]
         truth = mutations.taxonomy_rows(self.app, months, self._config["export_taxonomy_ids"])
         held = self.warehouse.of("taxonomy_item_usage")
@@ -564,7 +567,7 @@ class IsvappCycle(CycleMachine):
                 f"(covered from {first_month}; state {self.state})")
 
 
-def mutations_month_before(month: str, count: int) -> str:
+def month_before(month: str, count: int) -> str:
     index = int(month[:4]) * 12 + int(month[5:7]) - 1 - count
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
