@@ -25,7 +25,12 @@ import typing as t
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit
 
 REDACTED = "<redacted>"
+#: What a literal secret becomes until the patterns have run: without ``<>``, so a query
+#: string whose values were secrets is still seen, and hidden, whole (its keys too).
+_LITERAL_MARK = "\x00redacted\x00"
 _MIN_SECRET_LENGTH = 6
+_PREFIX_LENGTH = 16
+_REGEX_UP_TO = 300
 
 _GENERIC_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A query string: "?" then anything up to whitespace or a quote, if it holds a "=".
@@ -52,6 +57,14 @@ class Redactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
+        #: key length -> the secrets' first characters -> the secrets, longest first.
+        #: Finding them costs the length of the text, not the number of secrets (partner
+        #: mode registers two tokens per install, thousands of installs: one regex of
+        #: them all, recompiled per token, would cost their square). Up to 16 characters
+        #: tell tokens with a common prefix (``refresh-…``) apart.
+        self._by_prefix: dict[int, dict[str, tuple[str, ...]]] = {}
+        #: Up to a few hundred secrets (every run but a large partner one), one regex of
+        #: them all is faster; compiled when first needed after a change.
         self._secrets_re: re.Pattern[str] | None = None
         self._paths: list[re.Pattern[str]] = []
 
@@ -65,10 +78,13 @@ class Redactor:
         forms = {text, quote(text, safe=""), quote_plus(text), escaped,
                  escaped.replace("/", "\\/")}
         with self._lock:
-            if not forms <= self._secrets:
-                self._secrets.update(forms)
-                ordered = sorted(self._secrets, key=len, reverse=True)
-                self._secrets_re = re.compile("|".join(re.escape(s) for s in ordered))
+            for form in forms - self._secrets:
+                self._secrets.add(form)
+                size = min(len(form), _PREFIX_LENGTH)
+                table = self._by_prefix.setdefault(size, {})
+                known = table.get(form[:size], ())
+                table[form[:size]] = tuple(sorted((*known, form), key=len, reverse=True))
+            self._secrets_re = None
 
     def add_secrets_in(self, value: t.Any, schema: t.Mapping[str, t.Any] | None = None, *,
                        secret: bool = True) -> None:
@@ -110,17 +126,52 @@ class Redactor:
             for _, value in parse_qsl(urlsplit(url).query, keep_blank_values=False):
                 self.add_secret(value)
 
+    def _redact_literals(self, text: str) -> str:
+        if len(self._secrets) <= _REGEX_UP_TO:
+            with self._lock:
+                if self._secrets_re is None:
+                    ordered = sorted(self._secrets, key=len, reverse=True)
+                    self._secrets_re = re.compile("|".join(map(re.escape, ordered)))
+                secrets_re = self._secrets_re
+            return secrets_re.sub(_LITERAL_MARK, text)
+        with self._lock:
+            tables = list(self._by_prefix.items())
+        # Which keys occur at all: a set of the text's windows against each table (no
+        # Python step per secret); then the secrets at those places, leftmost first,
+        # the longest where several start at one place.
+        found: list[tuple[int, int]] = []
+        for size, table in tables:
+            windows = {text[i:i + size] for i in range(len(text) - size + 1)}
+            for key in [window for window in windows if window in table]:
+                position = text.find(key)
+                while position >= 0:
+                    for secret in table[key]:
+                        if text.startswith(secret, position):
+                            found.append((position, -len(secret)))
+                            break
+                    position = text.find(key, position + 1)
+        if not found:
+            return text
+        parts: list[str] = []
+        start = 0
+        for position, negative_length in sorted(found):
+            if position < start:
+                continue  # inside a secret already redacted
+            parts += (text[start:position], _LITERAL_MARK)
+            start = position - negative_length
+        parts.append(text[start:])
+        return "".join(parts)
+
     def redact(self, text: str) -> str:
         if not text:
             return text
-        secrets_re = self._secrets_re
-        if secrets_re is not None:
-            text = secrets_re.sub(REDACTED, text)
+        if self._secrets:
+            text = self._redact_literals(text)
         for pattern in self._paths:
             text = pattern.sub(_replace_secret_group, text)
         for pattern, replacement in _GENERIC_PATTERNS:
             text = pattern.sub(replacement, text)
-        return text
+        return text.replace(_LITERAL_MARK, REDACTED)
 
 
 def _replace_secret_group(match: re.Match[str]) -> str:

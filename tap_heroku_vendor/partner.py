@@ -574,6 +574,7 @@ class PartnerSession:
                 refused.code or f"HTTP {refused.status}", evidence)
             self._refusal_lines.setdefault(evidence, refused.line)
             return
+        self.unread.discard(install.uuid)  # deprovisioned: owed no more
         self.skipped.append(install.uuid)
         self.logger.warning(
             "partner mode: add-on resource %s skipped: Heroku refused its refresh token (%s: "

@@ -15,7 +15,7 @@ import orjson
 from singer_sdk.pagination import BaseAPIPaginator, BaseHATEOASPaginator
 
 from tap_common.client import VendorRESTStream
-from tap_common.errors import PayloadError
+from tap_common.errors import PaginationError, PayloadError
 from tap_common.exports import COMPLETED, FAILED, PENDING
 from tap_common.exports import Export, ExportFile, ExportStatus, ExportStream
 from tap_common.windows import WindowedStream
@@ -29,6 +29,9 @@ if t.TYPE_CHECKING:
 REPORTING = "/rest/3/reporting/developer-space/{developerId}"
 #: Largest page the offset endpoints serve.
 OFFSET_PAGE_SIZE = 50
+#: Passes over one offset query before a collection that keeps changing while it is
+#: paged fails the run (``ReportingStream.query_rows``).
+MAX_PASSES_OVER_A_CHANGING_COLLECTION = 3
 #: Export statuses Atlassian documents (reference §6); any other fails the run at once.
 EXPORT_STATES = {"QUEUED": PENDING, "IN_PROGRESS": PENDING, "COMPLETED": COMPLETED,
                  "FAILED": FAILED}
@@ -294,6 +297,10 @@ class TokenCursorStream(MarketplaceStream):
         return params
 
 
+class CollectionChanged(Exception):  # noqa: N818 - a signal, caught in query_rows
+    """The collection's ``totalCount`` changed between two pages of one query."""
+
+
 class ReportingStream(MarketplaceStream):
     """A reporting collection paged by ``offset``/``limit`` and ``_links.next``.
 
@@ -316,6 +323,7 @@ class ReportingStream(MarketplaceStream):
         self._current_query: dict[str, t.Any] = {}
         self._content_keys = OccurrenceKeys()
         self._page_number = 0
+        self._total_count: int | None = None
         if self.collection_key:
             self.records_jsonpath = f"$.{self.collection_key}[*]"
 
@@ -344,15 +352,27 @@ class ReportingStream(MarketplaceStream):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         # Raw rows: the SDK applies ``post_process`` to each.
-        self._content_keys = OccurrenceKeys(lambda fields: self.count_on_its_day(fields,
-                                                                                 context))
+        self._content_keys = self.new_content_keys(context)
         for query in self.queries(context):
             yield from self.query_rows(query, context)
+
+    def new_content_keys(self, context: Context | None) -> OccurrenceKeys:
+        return OccurrenceKeys(lambda fields: self.count_on_its_day(fields, context))
 
     def parse_response(self, response: requests.Response) -> t.Iterable[dict]:
         # Rows are post-processed page by page: the page a row was read on (OccurrenceKeys).
         self._page_number += 1
-        return super().parse_response(response)
+        rows = super().parse_response(response)
+        body = self.decode_json(response)
+        total = body.get("totalCount") if isinstance(body, dict) else None
+        if isinstance(total, int) and not isinstance(total, bool):
+            if self._total_count is None:
+                self._total_count = total
+            elif total != self._total_count:
+                msg = (f"{self.where(response)}: the collection had {self._total_count} "
+                       f"rows on the first page and {total} on page {self._page_number}")
+                raise CollectionChanged(msg)
+        return rows
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         row = super().post_process(row, context)
@@ -378,24 +398,45 @@ class ReportingStream(MarketplaceStream):
         day = str(fields.get(self.replication_key) or "")[:10]
         query = {**self._current_query, "startDate": day, "endDate": day}
         query.pop("lastUpdated", None)
-        outer_query, outer_page = self._current_query, self._page_number
+        outer = (self._current_query, self._page_number, self._total_count,
+                 self._content_keys)
         try:
             rows = [self.keyed_content(adapted) for adapted in (
                 MarketplaceStream.post_process(self, dict(row), context)
                 for row in ReportingStream.query_rows(self, query, context))
                 if adapted is not None]
         finally:
-            self._current_query, self._page_number = outer_query, outer_page
+            (self._current_query, self._page_number, self._total_count,
+             self._content_keys) = outer
         wanted = content_key(fields)
         return sum(content_key(row) == wanted for row in rows)
 
     def query_rows(self, query: dict[str, t.Any], context: Context | None) -> t.Iterable[dict]:
-        """Raw rows of one query, page by page."""
-        self._current_query = query
-        try:
-            yield from self.request_records(context)
-        finally:
-            self._current_query = {}
+        """Raw rows of one query, page by page.
+
+        Offset pages are not a snapshot. When the ``totalCount`` of a later page differs
+        from the first page's, rows were added or deleted between the requests: an added
+        row pushes one already read onto the next page, a deleted one pulls an unread row
+        onto a page already read, which would be missed. The query is then read again
+        from its first page (rows read twice keep their keys: their ids, or their content
+        numbered afresh), at most ``MAX_PASSES_OVER_A_CHANGING_COLLECTION`` times. Without a
+        ``totalCount`` only a row read twice can be seen (``OccurrenceKeys``).
+        """
+        for passes in range(1, MAX_PASSES_OVER_A_CHANGING_COLLECTION + 1):
+            self._current_query, self._total_count = query, None
+            try:
+                yield from self.request_records(context)
+                return
+            except CollectionChanged as changed:
+                if passes == MAX_PASSES_OVER_A_CHANGING_COLLECTION:
+                    msg = (f"{changed}; it changed while being paged on {passes} passes "
+                           "over the query, so some of its rows may be missing: run again")
+                    raise PaginationError(msg) from None
+                self.logger.warning("%s; reading the query again from its first page",
+                                    changed)
+                self._content_keys = self.new_content_keys(context)
+            finally:
+                self._current_query = {}
 
 
 class ExportableReportingStream(ExportStream, ReportingStream):

@@ -285,3 +285,32 @@ def test_without_the_listing_or_a_debt_a_refused_install_is_skipped(partner):
     assert out.returncode == 0, error_lines(out.stderr)
     assert addon_ids(out) == all_installs(server) - server.app.revoked
     assert "installs_not_read" not in json.dumps(out.final_state)
+
+
+def test_a_malformed_access_token_in_a_library_error_is_not_shown(partner):
+    """requests refuses a header value with a line break and quotes it in its exception
+    (the error line at the default level, the traceback at DEBUG)."""
+    server = partner(installs=2)
+    token = "access-0123456789abcdef0123456789abcdef"
+
+    def malformed(request, response):
+        return type(response).json({"access_token": token + "\r\nX-Injected: yes",
+                                    "expires_in": 28800, "token_type": "Bearer"})
+
+    for run in (run_cli, run_at_debug):
+        server.app.oauth.add_fault("^/oauth/token$", kind="transform", transform=malformed)
+        out = run("tap-heroku-vendor", config_for(server))
+        assert out.returncode == 1
+        assert len(error_lines(out.stderr)) == 1, error_lines(out.stderr)
+        assert_no_secret(out, [token, token[7:]])
+
+
+def test_an_owed_install_that_the_listing_no_longer_has_is_skipped_and_forgotten(partner):
+    """The listing outranks the state: deprovisioned since, nothing is owed any more."""
+    server = partner(installs=3, revoked_every=3)
+    revoked = next(iter(server.app.revoked))
+    state = {"bookmarks": {"addons": {"installs_not_read": [revoked]}}}
+    out = run_cli("tap-heroku-vendor", config_for(server), state=state)
+    assert out.returncode == 0, error_lines(out.stderr)
+    assert addon_ids(out) == all_installs(server) - {revoked}
+    assert "installs_not_read" not in json.dumps(out.final_state)

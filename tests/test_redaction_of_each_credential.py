@@ -72,3 +72,21 @@ def test_a_presigned_url_signature_is_registered_when_the_url_is_sent():
     assert redactor.redact("signature abcdef0123456789 does not match") == \
         f"signature {REDACTED} does not match"
     assert redactor.redact("download key key-1234567 expired") == f"download key {REDACTED} expired"
+
+
+def test_thousands_of_tokens_are_each_redacted_quickly():
+    """Partner mode registers a refresh and an access token per install."""
+    import time
+
+    redactor = Redactor()
+    tokens = [f"refresh-{n:024x}" for n in range(5000)] + ["short1", "short12345"]
+    for token in tokens:
+        redactor.add_secret(token)
+    text = " ".join(f"token {t} refused" for t in tokens[::500]) + " short12345 short1x"
+    began = time.perf_counter()
+    shown = redactor.redact(text)
+    took = time.perf_counter() - began
+    assert not any(token in shown for token in tokens), shown
+    # The longer of two secrets starting at one place wins; nothing of either is left.
+    assert shown.endswith(f"{REDACTED} {REDACTED}x")
+    assert took < 0.5, f"{took:.3f} s to redact {len(text)} characters"

@@ -333,18 +333,25 @@ def utc_text(value: str) -> str:
 # -- C. content keys -----------------------------------------------------------------
 
 
-def test_a_row_read_again_on_the_next_page_keeps_its_key(marketplace):
+@pytest.mark.parametrize("total_count", [True, False])
+def test_a_row_read_again_on_the_next_page_keeps_its_key(marketplace, total_count):
     # 61 rows on two pages of 50; one row arrives (newest first) between the two
-    # requests and pushes row 50 onto page 2, where it is read again.
-    server = marketplace(feedback=61, feedback_rows_inserted_after_first_page=1)
+    # requests and pushes row 50 onto page 2, where it is read again. With a totalCount
+    # the change is seen and the query read again; without, the row read again is.
+    server = marketplace(feedback=61, feedback_rows_inserted_after_first_page=1,
+                         feedback_total_count=total_count)
     config = config_for(server)
-    first = sync(TapMarketplace, config, streams={"feedback"})
+    first = run(TapMarketplace, config, ["feedback"])
+    assert first.returncode == 0, last_error_line(first.stderr)
 
     keys = [r["feedback_id"] for r in first.records["feedback"]]
-    assert len(keys) == len(set(keys)) == 61
+    assert len(set(keys)) == (62 if total_count else 61)
     assert not any("-" in key for key in keys), "no row got a second key"
+    if total_count:
+        assert any("the collection had 61 rows on the first page and 62 on page 2; "
+                   "reading the query again" in line for line in warnings(first))
 
-    second = sync(TapMarketplace, config, state=first.final_state, streams={"feedback"})
+    second = run(TapMarketplace, config, ["feedback"], state=first.final_state)
     warehouse = upserted(first, second, stream="feedback", key="feedback_id")
     assert len(warehouse) == 61 + 1, "the vendor's 62 rows, each once"
     # Rows read again the next night (the look-back) keep the key of the first night.
@@ -353,30 +360,45 @@ def test_a_row_read_again_on_the_next_page_keeps_its_key(marketplace):
     assert again and all(r["feedback_id"] == first_keys[r["message"]] for r in again)
 
 
-@pytest.mark.parametrize("inserted", [0, 1])
-def test_identical_rows_across_a_page_boundary_keep_distinct_keys(marketplace, inserted):
+def test_a_row_deleted_between_two_pages_leaves_no_row_unread(marketplace):
+    # The first row is deleted after page 1 was served: every row moves up by one, and
+    # row 51 would land on page 1, already read. The totalCount tells.
+    server = marketplace(feedback=61, feedback_rows_deleted_after_first_page=1)
+    out = run(TapMarketplace, config_for(server), ["feedback"])
+
+    assert out.returncode == 0, last_error_line(out.stderr)
+    emitted = {r["message"] for r in out.records["feedback"]}
+    assert {f"feedback {n}" for n in range(1, 61)} <= emitted, "every row the vendor has"
+
+
+@pytest.mark.parametrize(("inserted", "total_count"), [(0, True), (1, True), (1, False)])
+def test_identical_rows_across_a_page_boundary_keep_distinct_keys(marketplace, inserted,
+                                                                  total_count):
     # Rows 50 and 51 are identical (two uninstalls on one day): page 1 ends with one,
     # page 2 starts with the other; with a row inserted between the pages, page 2
-    # starts with the first copy again.
-    server = marketplace(feedback=49, feedback_rows_inserted_after_first_page=inserted)
+    # starts with the first copy again (with a totalCount the query is read again).
+    server = marketplace(feedback=49, feedback_rows_inserted_after_first_page=inserted,
+                         feedback_total_count=total_count)
     row = server.app.data.feedback_row(700, "2025-06-20")
     server.app.data.add("feedback", [row, row])
     config = config_for(server)
     first = sync(TapMarketplace, config, streams={"feedback"})
 
     keys = Counter(r["feedback_id"] for r in first.records["feedback"])
-    assert len(keys) == 51 and set(keys.values()) == {1}
+    read_again = inserted and total_count
+    assert len(keys) == 51 + read_again  # the row inserted, read on the second pass
+    assert set(keys.values()) == ({1, 2} if read_again else {1})
     copies = sorted(k for k in keys if r_matches(first, k, row))
     assert len(copies) == 2 and copies[1] == f"{copies[0]}-2"
-    second = sync(TapMarketplace, config, state=first.final_state, streams={"feedback"})
-    again = sorted(k["feedback_id"] for k in second.records["feedback"]
-                   if r_matches(second, k["feedback_id"], row))
+    second = sync(TapMarketplace, config, streams={"feedback"})  # everything again
+    again = sorted({k["feedback_id"] for k in second.records["feedback"]
+                    if r_matches(second, k["feedback_id"], row)})
     assert again == copies, "a re-read numbers them the same"
 
 
 def r_matches(out, key: str, row: dict) -> bool:
-    (record,) = [r for r in out.records["feedback"] if r["feedback_id"] == key]
-    return record["message"] == row["message"]
+    messages = {r["message"] for r in out.records["feedback"] if r["feedback_id"] == key}
+    return messages == {row["message"]}
 
 
 @pytest.mark.parametrize(("stream", "kind", "key"), [

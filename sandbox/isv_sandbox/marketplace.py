@@ -102,6 +102,11 @@ class MarketplaceSettings:
     #: many new rows dated today are put at the front of the feedback list, as rows
     #: arriving newest first between two page requests would be.
     feedback_rows_inserted_after_first_page: int = 0
+    #: Once, right after the first page (offset 0) of feedback details is served, the
+    #: first this many rows of the feedback list are deleted.
+    feedback_rows_deleted_after_first_page: int = 0
+    #: Feedback pages carry ``totalCount`` (optional in the spec).
+    feedback_total_count: bool = True
     #: Settings of extension modules (see the module docstring).
     extra: dict[str, t.Any] = field(default_factory=dict)
 
@@ -384,14 +389,24 @@ class MarketplaceApp(VendorApp):
         if isinstance(query, Response):
             return query
         page = self.offset_page(request, developer_id, "feedback",
-                                list(self.data.feedback(query)))
-        inserted = self.settings.feedback_rows_inserted_after_first_page
-        if inserted and int(request.arg("offset") or 0) == 0:
-            self.settings.feedback_rows_inserted_after_first_page = 0  # once
+                                list(self.data.feedback(query)),
+                                total_count=self.settings.feedback_total_count)
+        if int(request.arg("offset") or 0) == 0:
+            self.change_feedback_between_pages()
+        return page
+
+    def change_feedback_between_pages(self) -> None:
+        """The feedback_rows_*_after_first_page settings, applied once."""
+        s = self.settings
+        inserted, deleted = (s.feedback_rows_inserted_after_first_page,
+                             s.feedback_rows_deleted_after_first_page)
+        s.feedback_rows_inserted_after_first_page = s.feedback_rows_deleted_after_first_page = 0
+        if inserted:
             today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
             self.data.insert_first("feedback", [
                 self.data.feedback_row(5000 + i, today) for i in range(inserted)])
-        return page
+        if deleted:
+            self.data.deleted.setdefault("feedback", set()).update(range(deleted))
 
     def event_details(self, request: Request, developer_id: str, kind: str) -> Response:
         query = self.data.query(request, kind)
@@ -402,7 +417,8 @@ class MarketplaceApp(VendorApp):
                                 top_level_links=kind in self.settings.top_level_links_for)
 
     def offset_page(self, request: Request, developer_id: str, key: str, rows: list, *,
-                    strict_limit: bool = False, top_level_links: bool = False) -> Response:
+                    strict_limit: bool = False, top_level_links: bool = False,
+                    total_count: bool = True) -> Response:
         """An offset page with HAL ``_links`` (reference §3.1)."""
         denied = self.own_space(developer_id)
         if denied:
@@ -438,6 +454,8 @@ class MarketplaceApp(VendorApp):
                                   for name, link in links.items()}}
         else:
             body = {"_links": links, key: page, "totalCount": len(rows)}
+            if not total_count:
+                del body["totalCount"]
         return Response.json(body)
 
     # -- async exports ------------------------------------------------------------------
@@ -615,6 +633,8 @@ class ReportingData:
         self.overrides: dict[str, dict[int, dict]] = {}
         self.added: dict[str, list[dict]] = {}
         self.inserted_first: dict[str, list[dict]] = {}
+        #: Numbers of generated rows deleted at the vendor, by kind (feedback).
+        self.deleted: dict[str, set[int]] = {}
 
     def update(self, kind: str, numbers: t.Iterable[int], **fields: t.Any) -> None:
         for number in numbers:
@@ -811,9 +831,10 @@ class ReportingData:
 
     def feedback(self, query: Query) -> t.Iterator[dict]:
         yield from map(self.feedback_with_vendor_fields, self._inserted_first("feedback", query))
+        deleted = self.deleted.get("feedback", set())
         for number in range(self.settings.feedback):
             app = self._app(number, query)
-            if app is None:
+            if app is None or number in deleted:
                 continue
             date = self._dates(_mix(number, self.settings.seed + 2), 0)[0]
             if (query.start and date < query.start) or (query.end and date > query.end):
