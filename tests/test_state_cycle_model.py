@@ -566,21 +566,25 @@ class HerokuPartnerCycle(CycleMachine):
     executable = "tap-heroku-vendor"
     streams = ("addons",)
 
-    @initialize()
-    def vendor(self) -> None:
+    @initialize(source=st.sampled_from(("installs_file", "installs")))
+    def vendor(self, source: str = "installs_file") -> None:
+        """Installs given in an ``installs_file`` (where the tap stores a rotated refresh
+        token) or in the ``installs`` setting (where it cannot: the run fails naming the
+        install, and the partner re-authorizes it)."""
         self.server = self.start("heroku_partner", installs=3, max_domains=1,
                                  max_collaborators=1)
         self.app = self.server.app
+        self.source = source
+        config = config_for(self.server)
+        self.installs: list[dict] = config.pop("installs")
         self.folder = tempfile.TemporaryDirectory()
         self.installs_file = Path(self.folder.name, "installs.jsonl")
-        self.installs_file.write_text("".join(
-            json.dumps(i) + "\n" for i in self.app.tap_config()["installs"]))
-        self.installs_file.chmod(0o600)
-        config = config_for(self.server)
-        config.pop("installs")
-        self._config = {**config, "installs_file": str(self.installs_file)}
+        self.base_config = config
+        if source == "installs_file":
+            self.installs_file.write_text("".join(json.dumps(i) + "\n" for i in self.installs))
+            self.installs_file.chmod(0o600)
         from tap_heroku_vendor.tap import TapHerokuVendor
-        self.catalog = catalog_selecting(TapHerokuVendor, self._config, self.streams)
+        self.catalog = catalog_selecting(TapHerokuVendor, self.config(), self.streams)
         self.run(debug=False)
 
     def teardown(self) -> None:
@@ -588,7 +592,9 @@ class HerokuPartnerCycle(CycleMachine):
         self.folder.cleanup()
 
     def config(self) -> dict:
-        return self._config
+        if self.source == "installs_file":
+            return {**self.base_config, "installs_file": str(self.installs_file)}
+        return {**self.base_config, "installs": self.installs}
 
     def secrets(self) -> set[str]:
         s = self.app.settings
@@ -605,8 +611,11 @@ class HerokuPartnerCycle(CycleMachine):
     def new_install(self) -> None:
         """A customer installs the add-on; the partner adds it to its installs file."""
         install = mutations.provision_install(self.app)
-        with self.installs_file.open("a") as file:
-            file.write(json.dumps(install) + "\n")
+        if self.source == "installs_file":
+            with self.installs_file.open("a") as file:
+                file.write(json.dumps(install) + "\n")
+        else:
+            self.installs.append(install)
 
     @change(index=st.integers(0, 50))
     def rotate_refresh_token(self, index: int) -> None:
@@ -627,6 +636,7 @@ class HerokuPartnerCycle(CycleMachine):
     def run(self, debug: bool) -> None:
         output = self.run_tap(debug)
         if output.returncode != 0:
+            self.reauthorize_named(output)
             return
         # Full table: every run reads every install that is still provisioned.
         read = {r["id"]: r for r in output.records.get("addons", [])}
@@ -638,6 +648,16 @@ class HerokuPartnerCycle(CycleMachine):
             assert record["plan"]["name"] == addon["plan"]["name"], (
                 f"addons: install {addon['id']} has plan {record['plan']['name']}, the vendor "
                 f"{addon['plan']['name']}")
+
+
+    def reauthorize_named(self, output: t.Any) -> None:
+        """What the partner does when a run ends naming installs whose new refresh tokens
+        the tap could not store: re-authorize each, and give the tap the new token."""
+        named = " ".join(line for line in error_lines(output.stderr) if "could not store" in line)
+        for install in self.installs:
+            if install["resource_uuid"] in named:
+                install["refresh_token"] = mutations.reauthorize(self.app,
+                                                                 install["resource_uuid"])
 
 
 @pytest.mark.parametrize("machine", [MarketplaceCycle, IsvappCycle, HerokuPartnerCycle],
@@ -653,10 +673,11 @@ def test_state_cycle(machine: type[CycleMachine]) -> None:
 # that it runs every time, whatever the example budget draws.
 
 
-def replay(machine_class: type[CycleMachine], *steps: tuple[str, dict]) -> None:
+def replay(machine_class: type[CycleMachine], *steps: tuple[str, dict],
+           **initial: t.Any) -> None:
     machine = machine_class()
     try:
-        machine.vendor()
+        machine.vendor(**initial)
         for name, arguments in steps:
             getattr(machine, name)(**arguments)
     finally:
@@ -716,3 +737,11 @@ def test_state_cycle_row_deleted_while_paging(kind: str) -> None:
            ("update_row", {"kind": kind, "index": 0, "during_paging": False}), NIGHT,
            *[("new_row", {"kind": kind, "age": 0})] * 5,
            ("delete_row", {"kind": kind, "index": 0, "during_paging": True}), NIGHT)
+
+
+def test_state_cycle_rotated_refresh_token_given_in_the_setting() -> None:
+    """Item 7 with the installs in the ``installs`` setting, which the tap cannot change:
+    the run that receives the new token fails naming the install, the partner
+    re-authorizes it, and the next run reads every install."""
+    replay(HerokuPartnerCycle, ("rotate_refresh_token", {"index": 0}), NIGHT, NIGHT,
+           source="installs")

@@ -11,8 +11,8 @@ sandbox's app object, in the test's process; nothing is an HTTP endpoint.
 * ``during_next_page`` changes the data between page 1 and page 2 of the next read;
 * ``recalculate_month``, ``taxonomy_rows``, ``delete_request``, ``update_request`` for
   ISVapp (``IsvappApp.add_request`` adds a late request);
-* ``provision_install``, ``rotate_refresh_token``, ``echo_next_grant`` for Heroku's
-  partner APIs.
+* ``provision_install``, ``change_plan``, ``rotate_refresh_token``, ``reauthorize``,
+  ``echo_next_grant`` for Heroku's partner APIs.
 """
 
 from __future__ import annotations
@@ -283,6 +283,20 @@ def _token_hooks(app: HerokuPartnerApp) -> dict:
 
     app.issue_token = issue_token  # type: ignore[method-assign]
     return hooks
+
+
+def reauthorize(app: HerokuPartnerApp, resource: str) -> str:
+    """The partner re-authorizes an install (a new OAuth grant for it): a new refresh
+    token, and the ones it had stop working. Returns the new token."""
+    hooks = _token_hooks(app)
+    new = f"refresh-{secrets.token_hex(12)}"
+    with app._lock:
+        for token, owner in list(app.refresh_tokens.items()):
+            if owner == resource:
+                del app.refresh_tokens[token]
+                hooks["retired"].append(token)
+        app.refresh_tokens[new] = resource
+    return new
 
 
 def retired_refresh_tokens(app: HerokuPartnerApp) -> list[str]:
