@@ -159,6 +159,8 @@ class IsvappApp(VendorApp):
         self.exports: dict[str, dict] = {}
         self.export_requests: list[dict] = []  # request bodies, for tests
         self.requests_data = self._generate_requests()
+        # Numbers (and so ids) of late requests never repeat, even after one is removed.
+        self._request_numbers = itertools.count(len(self.requests_data))
         self.signing_key = secrets.token_bytes(16)
         self._seed_historical_exports()
         self.storage = SandboxServer(StorageApp(self), host="127.0.0.2").start()
@@ -489,7 +491,7 @@ class IsvappApp(VendorApp):
 
     def add_request(self, day: dt.date, **fields: t.Any) -> dict:
         """A request that Salesforce delivered late (appears from now on)."""
-        row = self._request_row(day, len(self.requests_data), **fields)
+        row = self._request_row(day, next(self._request_numbers), **fields)
         self.requests_data.append(row)
         return row
 
