@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import subprocess
 import typing as t
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -23,10 +24,10 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
-from helpers import LAST_MONTH, REPO
+from helpers import BIN, LAST_MONTH, REPO
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 from isv_sandbox.marketplace import MarketplaceSettings, Query
-from test_meltano_e2e import PG, meltano, postgres_connection
+from test_meltano_e2e import PG, postgres_connection
 
 #: The marts' "today": the sandbox's last day of data, so the last MRR months have data.
 AS_OF = dt.date.fromisoformat(MarketplaceSettings.last_day)
@@ -51,19 +52,41 @@ MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketpl
          "fct_isvapp_package_usage_daily", "fct_heroku_installs_by_plan_region")
 
 
-def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str],
+def fresh_clone(directory: Path) -> Path:
+    """What a clone of the repository holds for Meltano and dbt (its tracked files, nothing
+    a run left behind: no output/warehouse.duckdb, no transform/target), with the
+    plugins scripts/bootstrap installed (.meltano), so the documented commands run there
+    with their default paths."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "meltano.yml", "plugins",  # noqa: S607
+                            "transform", "output"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes((REPO / name).read_bytes())
+    (directory / ".meltano").symlink_to(REPO / ".meltano")
+    return directory
+
+
+def meltano(project: Path, *args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "meltano"), *args], cwd=project, env=env,  # noqa: S603
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_chain(project: Path, target: str, env: dict[str, str],
+              schema_for: t.Callable[[str], str] | None = None,
               after_dbt: t.Callable[[str], None] = lambda vendor: None) -> None:
-    """Every tap into ``target``, dbt build after the ones ORDER says."""
+    """Every tap into ``target`` (into the schema ``schema_for`` names, else the loader's
+    default), dbt build after the ones ORDER says."""
     for vendor, with_dbt in ORDER[target]:
         tap = isv_sandbox.VENDORS[vendor][2]
         with isv_sandbox.start(vendor, **SANDBOXES[vendor]) as server:
             steps = [tap, target]
             if with_dbt:
                 steps.append(f"dbt-{target.removeprefix('target-')}:build")
-            run = meltano("run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
-                          env=sandbox_meltano_env(REPO, tap, server.app.tap_config(), {
-                              **env, f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA":
-                                  schema_for(tap)}),
+            schema = ({f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA": schema_for(tap)}
+                      if schema_for else {})
+            run = meltano(project, "run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
+                          env=sandbox_meltano_env(REPO, tap, server.app.tap_config(), {**env, **schema}),
                           timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]
@@ -265,10 +288,22 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
 RESULTS: dict[str, dict[str, list[tuple]]] = {}
 
 
+def run_dbt_commands(project: Path, utility: str, env: dict[str, str]) -> None:
+    """docs/transform.md's other commands, as written: the settings, and a build on its own."""
+    listed = meltano(project, "config", "list", utility, env=env, timeout=120)
+    assert listed.returncode == 0, (listed.stdout + listed.stderr)[-3000:]
+    assert "schema [env: " in listed.stdout, listed.stdout
+    built = meltano(project, "invoke", f"{utility}:build", env=env, timeout=600)
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-6000:]
+    assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
+
+
 @pytest.mark.e2e
 @pytest.mark.postgres
-def test_taps_into_postgres_then_dbt_build() -> None:
+def test_taps_into_postgres_then_dbt_build(tmp_path: Path) -> None:
     connection = postgres_connection()
+    project = fresh_clone(tmp_path)
     prefix = "dbt_chain"
     for schema in (f"{prefix}_analytics", f"{prefix}_analytics_staging",
                    f"{prefix}_analytics_snapshots",
@@ -279,7 +314,8 @@ def test_taps_into_postgres_then_dbt_build() -> None:
         DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=f"{prefix}_analytics",
         DBT_MARKETPLACE_SCHEMA=f"{prefix}_tap_marketplace", DBT_ISVAPP_SCHEMA=f"{prefix}_tap_isvapp",
         DBT_HEROKU_SCHEMA=f"{prefix}_tap_heroku_vendor")
-    run_chain("target-postgres", env, lambda tap: f"{prefix}_{tap.replace('-', '_')}")
+    run_chain(project, "target-postgres", env, lambda tap: f"{prefix}_{tap.replace('-', '_')}")
+    run_dbt_commands(project, "dbt-postgres", env)
 
     def fetch(sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
@@ -291,10 +327,14 @@ def test_taps_into_postgres_then_dbt_build() -> None:
 
 @pytest.mark.e2e
 def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
+    """The documented commands in a fresh clone with nothing set for dbt or the loader:
+    target-duckdb writes output/warehouse.duckdb (the folder is in the clone) and
+    dbt-duckdb reads it (its default path)."""
     duckdb = pytest.importorskip("duckdb")
-    database = tmp_path / "warehouse.duckdb"
-    env = base_env(TARGET_DUCKDB_FILEPATH=str(database), DBT_DUCKDB_PATH=str(database),
-                   DBT_DUCKDB_SCHEMA="analytics")
+    project = fresh_clone(tmp_path)
+    database = project / "output" / "warehouse.duckdb"
+    env = {name: value for name, value in base_env().items()
+           if not name.startswith(("DBT_DUCKDB_", "TARGET_DUCKDB_"))}
 
     def only_marketplace_loaded(vendor: str) -> None:
         if vendor != "marketplace":
@@ -304,7 +344,8 @@ def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
                 count = db.execute(f"select count(*) from analytics.{mart}").fetchone()[0]
                 assert (count > 0) == mart.startswith(("fct_marketplace", "dim_marketplace")), mart
 
-    run_chain("target-duckdb", env, lambda tap: tap.replace("-", "_"), only_marketplace_loaded)
+    run_chain(project, "target-duckdb", env, after_dbt=only_marketplace_loaded)
+    run_dbt_commands(project, "dbt-duckdb", env)
     with duckdb.connect(str(database), read_only=True) as db:
         def fetch(sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
