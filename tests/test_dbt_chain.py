@@ -199,9 +199,13 @@ def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter, dict]:
 
 
 def license_ref(row: dict) -> str:
-    if row.get("appEntitlementNumber"):
-        return row["appEntitlementNumber"]
-    return row.get("licenseId") or f"SEN-{row['addonLicenseId']}"
+    """The SEN first (docs/transform.md); the sandbox's rows of one license share it."""
+    license_id = row.get("licenseId")
+    if license_id and not license_id.startswith("E-"):
+        return license_id
+    if row.get("addonLicenseId"):
+        return f"SEN-{row['addonLicenseId']}"
+    return row.get("appEntitlementNumber") or license_id or row["appEntitlementId"]
 
 
 def expected_license_states(licenses: list[dict]) -> dict[str, str]:

@@ -605,7 +605,8 @@ class ReportingData:
             self.overrides.setdefault(kind, {}).setdefault(number, {}).update(fields)
 
     def add(self, kind: str, rows: t.Iterable[dict]) -> None:
-        """Rows that appear from now on, after the generated ones (``feedback``,
+        """Rows that appear from now on, after the generated ones (``licenses``,
+        ``transactions``, ``churn``/``conversion``/``renewal`` events, ``feedback``,
         ``marketing_attribution``); identical rows may be added twice."""
         self.added.setdefault(kind, []).extend(dict(row) for row in rows)
 
@@ -671,16 +672,23 @@ class ReportingData:
             row = self.license(number, app, insights=query.insights)
             if number in overrides:
                 row.update(overrides[number])
-            if row["licenseSourceType"] == "Atlassian" and not query.atlassian:
-                continue
-            # A license matches a date range when its maintenance period overlaps it, so
-            # one active across 2018-07-01 is in both halves of the data-insights split.
-            if query.start and row["maintenanceEndDate"] < query.start:
-                continue
-            if query.end and row["maintenanceStartDate"] > query.end:
-                continue
-            if self._updated_since(row, query):
+            if self._license_matches(row, query):
                 yield row
+        for row in self.added.get("licenses", []):
+            if (query.product_ids is None or row["productId"] in query.product_ids) and \
+                    self._license_matches(row, query):
+                yield dict(row)
+
+    def _license_matches(self, row: dict, query: Query) -> bool:
+        if row.get("licenseSourceType") == "Atlassian" and not query.atlassian:
+            return False
+        # A license matches a date range when its maintenance period overlaps it, so
+        # one active across 2018-07-01 is in both halves of the data-insights split.
+        if query.start and (row.get("maintenanceEndDate") or "9999") < query.start:
+            return False
+        if query.end and row["maintenanceStartDate"] > query.end:
+            return False
+        return self._updated_since(row, query)
 
     def license(self, number: int, app: dict, *, insights: bool) -> dict:
         h = _mix(number, self.settings.seed)
@@ -752,6 +760,12 @@ class ReportingData:
                 continue
             if self._updated_since(row, query):
                 yield row
+        for row in self.added.get("transactions", []):
+            sale_date = row["purchaseDetails"]["saleDate"]
+            if (query.product_ids is None or row["productId"] in query.product_ids) and not (
+                    query.start and sale_date < query.start or query.end and sale_date > query.end) \
+                    and self._updated_since(row, query):
+                yield dict(row)
 
     def transaction(self, number: int, app: dict) -> dict:
         h = _mix(number, self.settings.seed + 1)
@@ -843,6 +857,7 @@ class ReportingData:
                 continue
             if self._updated_since(row, query):
                 yield row
+        yield from self._added(kind, query, "eventDate")
 
     def attributions(self, query: Query) -> t.Iterator[dict]:
         for number in range(self.settings.attributions):

@@ -13,7 +13,7 @@ with lines as (
     select
         transaction_line_item_id,
         transaction_id,
-        license_ref,
+        coalesce(refs.license_ref, transactions.license_ref) as license_ref,
         product_id,
         addon_key,
         addon_name,
@@ -22,7 +22,8 @@ with lines as (
         vendor_amount,
         coalesce(maintenance_start_date, sale_date) as period_start,
         maintenance_end_date as period_end
-    from {{ ref('stg_marketplace__transactions') }}
+    from {{ ref('stg_marketplace__transactions') }} as transactions
+    left join {{ ref('int_marketplace__license_refs') }} as refs on refs.identifier = transactions.license_ref
     where vendor_amount is not null
       and coalesce(maintenance_start_date, sale_date) is not null
 ),

@@ -1,0 +1,194 @@
+"""One license, one reference for its whole life, on rows shaped like the real API's.
+
+Atlassian adds identifiers to licenses over time: Data Center licenses got entitlement
+numbers in 2025, cloud rows carry entitlement numbers and UUIDs (older ones an add-on
+license id too), cloud license events put the entitlement number in ``licenseId``, a
+cloud migration trial names its Server license in ``cmtDetails.relatedOnPremLicense``.
+The sandbox serves exactly these rows (no generated ones); the documented command
+(``meltano run tap-marketplace target-duckdb dbt-duckdb:build``) loads them in a fresh
+clone, and each case checks that its rows are one license with the reference the rule in
+docs/transform.md gives, and that its MRR moves only where the money does.
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import isv_sandbox
+from helpers import REPO
+from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
+from test_dbt_chain import base_env, fresh_clone, meltano
+
+AS_OF = "2025-06-30"
+SANDBOX = {"licenses": 0, "transactions": 0, "events_per_kind": 0, "feedback": 0,
+           "attributions": 0, "reviews_per_app": 1, "members": 1, "apps": 3}
+
+
+def entitlement_id(number: int) -> str:
+    return str(uuid.UUID(int=number, version=4))
+
+
+def license_row(app: dict, ids: dict, hosting: str, start: str, end: str, **fields: t.Any) -> dict:
+    return {**ids, "addonKey": app["appKey"], "productId": app["productId"], "addonName": app["appName"],
+            "hosting": hosting, "licenseType": "COMMERCIAL", "status": "active", "tier": "25 Users",
+            "lastUpdated": start, "maintenanceStartDate": start, "maintenanceEndDate": end,
+            "licenseSourceType": "Non-Atlassian",
+            "contactDetails": {"company": f"Company {ids}", "country": "Germany", "region": "EMEA",
+                               "technicalContact": {"email": "admin@company.test"}},
+            **fields}
+
+
+def line(app: dict, line_id: str, ids: dict, hosting: str, sale_type: str, start: str, end: str,
+         amount: float, billing: str = "Annual") -> dict:
+    return {"transactionId": f"AT-{line_id}", "transactionLineItemId": line_id, **ids,
+            "addonKey": app["appKey"], "productId": app["productId"], "addonName": app["appName"],
+            "lastUpdated": start, "paymentStatus": "Paid",
+            "customerDetails": {"company": "Company", "country": "Germany", "region": "EMEA"},
+            "purchaseDetails": {"saleDate": start, "licenseType": "COMMERCIAL", "hosting": hosting,
+                                "billingPeriod": billing, "tier": "25 Users", "purchasePrice": amount,
+                                "vendorAmount": amount, "saleType": sale_type,
+                                "maintenanceStartDate": start, "maintenanceEndDate": end}}
+
+
+def event(app: dict, day: str, details: dict) -> dict:
+    return {"addonKey": app["appKey"], "productId": app["productId"], "addonName": app["appName"],
+            "hosting": "Cloud", "appEdition": "Standard", "lastUpdated": day, "eventDate": day,
+            "transactionId": f"IN-EU-{day}", "licenseDetails": details}
+
+
+def scenario(apps: list[dict]) -> dict[str, list[dict]]:
+    """The rows of the four cases; app 0 holds only the Data Center license (its app
+    figures are that license's), app 1 the migration, app 2 the rest."""
+    dc_app, migration_app, other_app = apps
+    # 1. A Data Center license whose renewal, after 2025, carries appEntitlementNumber.
+    dc_sen = {"licenseId": "SEN-3100015", "addonLicenseId": "3100015"}
+    dc_now = {**dc_sen, "appEntitlementNumber": "E-8DC-3100015", "appEntitlementId": entitlement_id(3100015)}
+    # 2. A Server license whose lines carry only addonLicenseId (one also the SEN).
+    server_ids = {"addonLicenseId": "3100020"}
+    # 3. A cloud license: entitlement number and UUID; an older line also carries an
+    #    add-on license id; its events carry the entitlement number as licenseId.
+    cloud = {"appEntitlementNumber": "E-4AB-3300001", "appEntitlementId": entitlement_id(3300001)}
+    # 4. A Server license migrated to cloud: the cloud license's migration trial names it.
+    on_prem = {"licenseId": "SEN-3200001", "addonLicenseId": "3200001"}
+    migrated = {"appEntitlementNumber": "E-4AB-3200002", "appEntitlementId": entitlement_id(3200002)}
+    return {
+        "licenses": [
+            license_row(dc_app, dc_now, "Data Center", "2025-04-01", "2026-04-01"),
+            license_row(other_app, server_ids, "Server", "2024-05-01", "2025-11-01"),
+            license_row(other_app, cloud, "Cloud", "2025-06-10", "2025-07-10"),
+            license_row(migration_app, on_prem, "Server", "2023-06-01", "2024-06-01", status="inactive"),
+            license_row(migration_app, migrated, "Cloud", "2024-06-01", "2025-06-01",
+                        cmtDetails={"status": "converted", "relatedOnPremLicense": "SEN-3200001"}),
+        ],
+        "transactions": [
+            line(dc_app, "dc-1", dc_sen, "Data Center", "New", "2024-04-01", "2025-04-01", 1200.00),
+            line(dc_app, "dc-2", dc_now, "Data Center", "Renewal", "2025-04-01", "2026-04-01", 1200.00),
+            line(other_app, "server-1", server_ids, "Server", "New", "2024-05-01", "2024-11-01", 600.00),
+            line(other_app, "server-2", {**server_ids, "licenseId": "SEN-3100020"}, "Server", "Renewal",
+                 "2024-11-01", "2025-11-01", 1200.00),
+            line(other_app, "cloud-1", cloud, "Cloud", "New", "2025-03-10", "2025-04-10", 50.00, "Monthly"),
+            line(other_app, "cloud-2", {**cloud, "addonLicenseId": "3300001"}, "Cloud", "Renewal",
+                 "2025-04-10", "2025-05-10", 50.00, "Monthly"),
+            line(other_app, "cloud-3", cloud, "Cloud", "Renewal", "2025-05-10", "2025-06-10", 50.00, "Monthly"),
+            line(other_app, "cloud-4", cloud, "Cloud", "Renewal", "2025-06-10", "2025-07-10", 50.00, "Monthly"),
+            line(migration_app, "onprem-1", on_prem, "Server", "New", "2023-06-01", "2024-06-01", 1200.00),
+            line(migration_app, "migrated-1", migrated, "Cloud", "New", "2024-06-01", "2025-06-01", 1800.00),
+        ],
+        "conversion": [event(other_app, "2025-03-10", {"licenseId": cloud["appEntitlementNumber"], **cloud,
+                                                       "maintenanceStartDate": "2025-03-10",
+                                                       "maintenanceEndDate": "2025-04-10", "monthsValid": 1})],
+        "renewal": [event(other_app, "2025-04-10", {"licenseId": cloud["appEntitlementNumber"], **cloud,
+                                                    "maintenanceStartDate": "2025-04-10",
+                                                    "maintenanceEndDate": "2025-05-10", "monthsValid": 1})],
+    }
+
+
+@pytest.fixture(scope="module")
+def marts(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Callable[[str], list[tuple]]]:
+    duckdb = pytest.importorskip("duckdb")
+    project = fresh_clone(tmp_path_factory.mktemp("identity"))
+    with isv_sandbox.start("marketplace", **SANDBOX) as server:
+        for kind, rows in scenario(server.app.apps).items():
+            server.app.data.add(kind, rows)
+        run = meltano(project, "run", "tap-marketplace", "target-duckdb", "dbt-duckdb:build",
+                      env=sandbox_meltano_env(REPO, "tap-marketplace", server.app.tap_config(),
+                                              base_env(DBT_AS_OF_DATE=AS_OF)), timeout=900)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:]
+    assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
+    with duckdb.connect(str(project / "output" / "warehouse.duckdb"), read_only=True) as db:
+        yield lambda sql: db.execute(sql).fetchall()
+
+
+def license_of(fetch: t.Callable[[str], list[tuple]], ref: str) -> tuple:
+    rows = fetch(f"select license_ref, hosting, lifetime_vendor_amount, transaction_line_items "
+                 f"from analytics.dim_marketplace_licenses where license_ref = '{ref}'")
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def movements(fetch: t.Callable[[str], list[tuple]], ref: str) -> dict[str, tuple[Decimal, str]]:
+    return {month.isoformat()[:7]: (Decimal(str(mrr)), movement) for month, mrr, movement in fetch(
+        f"select month_start, mrr, movement_type from analytics_staging.int_marketplace__license_mrr_months "
+        f"where license_ref = '{ref}' order by month_start")}
+
+
+def all_refs(fetch: t.Callable[[str], list[tuple]]) -> set[str]:
+    return {ref for (ref,) in fetch("select license_ref from analytics.dim_marketplace_licenses")} | {
+        ref for (ref,) in fetch("select distinct license_ref from analytics_staging.int_marketplace__license_mrr_months")}
+
+
+def test_data_center_license_gaining_an_entitlement_number_stays_one_license(marts) -> None:
+    assert license_of(marts, "SEN-3100015")[1:] == ("Data Center", Decimal("2400.00"), 2)
+    assert "E-8DC-3100015" not in all_refs(marts)
+    by_month = movements(marts, "SEN-3100015")
+    # The same-price renewal in April 2025 is no movement.
+    assert by_month["2025-03"] == (Decimal("100.00"), "unchanged")
+    assert by_month["2025-04"] == (Decimal("100.00"), "unchanged")
+    assert by_month["2024-04"][1] == "new"
+    # The app holds only this license: its April has no new and no churned MRR.
+    new, churned, mrr = marts("select new_mrr, churned_mrr, mrr from analytics.fct_marketplace_mrr "
+                              "where mrr_month = date '2025-04-01' and product_id = "
+                              "(select product_id from analytics.dim_marketplace_licenses "
+                              "where license_ref = 'SEN-3100015')")[0]
+    assert (Decimal(str(new)), Decimal(str(churned)), Decimal(str(mrr))) == (0, 0, Decimal("100.00"))
+
+
+def test_server_lines_with_only_an_addon_license_id_are_the_license(marts) -> None:
+    assert license_of(marts, "SEN-3100020")[1:] == ("Server", Decimal("1800.00"), 2)
+    by_month = movements(marts, "SEN-3100020")
+    assert by_month["2024-10"] == (Decimal("100.00"), "unchanged")
+    assert by_month["2024-11"] == (Decimal("100.00"), "unchanged")
+
+
+def test_cloud_license_with_entitlement_numbers_is_one_license_with_its_events(marts) -> None:
+    # A line carries addonLicenseId too: the SEN is the oldest kind, so it is the reference.
+    assert license_of(marts, "SEN-3300001")[1:] == ("Cloud", Decimal("200.00"), 4)
+    assert not {"E-4AB-3300001", entitlement_id(3300001)} & all_refs(marts)
+    by_month = movements(marts, "SEN-3300001")
+    assert [by_month[m] for m in ("2025-03", "2025-04", "2025-05", "2025-06")] == [
+        (Decimal("50.00"), "new"), (Decimal("50.00"), "unchanged"),
+        (Decimal("50.00"), "unchanged"), (Decimal("50.00"), "unchanged")]
+    events = marts("select event_type, license_ref, license_found from analytics.fct_marketplace_license_events "
+                   "order by event_date")
+    assert events == [("conversion", "SEN-3300001", True), ("renewal", "SEN-3300001", True)]
+
+
+def test_server_license_migrated_to_cloud_is_linked(marts) -> None:
+    # The cloud license (the later one) describes it; its lifetime holds both sales.
+    assert license_of(marts, "SEN-3200001")[1:] == ("Cloud", Decimal("3000.00"), 2)
+    assert "E-4AB-3200002" not in all_refs(marts)
+    by_month = movements(marts, "SEN-3200001")
+    # The move to cloud at a higher price is expansion, not churn and a new customer.
+    assert by_month["2024-05"] == (Decimal("100.00"), "unchanged")
+    assert by_month["2024-06"] == (Decimal("150.00"), "expansion")
+    app_month = marts("select new_mrr, expansion_mrr, churned_mrr from analytics.fct_marketplace_mrr "
+                      "where mrr_month = date '2024-06-01' and product_id = "
+                      "(select product_id from analytics.dim_marketplace_licenses where license_ref = 'SEN-3200001')")
+    assert [tuple(Decimal(str(v)) for v in row) for row in app_month] == [(0, Decimal("50.00"), 0)]
