@@ -238,8 +238,10 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
                                                    f"recognized_vendor_amount from {marts}.fct_marketplace_revenue_monthly")}
     assert set(loaded) == set(revenue)
     for key, exact in revenue.items():
-        # Each line's cents are rounded once per month: at most half a cent per line off.
-        assert abs(Fraction(loaded[key]) - exact) <= Fraction(revenue_lines[key], 200), key
+        # A line's month is its rounded amount through the month's end less the rounded
+        # amount through the month before: each rounding half a cent at most, so up to a
+        # cent per line off the exact share.
+        assert abs(Fraction(loaded[key]) - exact) <= Fraction(revenue_lines[key], 100), key
     for product in {p for p, _ in revenue}:
         total = sum(Decimal(str(r["purchaseDetails"]["vendorAmount"])) for r in transactions
                     if r["productId"] == product)
