@@ -55,15 +55,18 @@ MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketpl
 def fresh_clone(directory: Path) -> Path:
     """What a clone of the repository holds for Meltano and dbt (its tracked files, nothing
     a run left behind: no output/warehouse.duckdb, no transform/target), with the
-    plugins scripts/bootstrap installed (.meltano), so the documented commands run there
-    with their default paths."""
+    plugins scripts/bootstrap installed (.meltano's plugin folders, linked) and a Meltano
+    system database of its own (no state from other runs), so the documented commands
+    run there with their default paths."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "meltano.yml", "plugins",  # noqa: S607
                             "transform", "output"], cwd=REPO, capture_output=True, text=True,
                            check=True).stdout.split()
     for name in files:
         (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_bytes((REPO / name).read_bytes())
-    (directory / ".meltano").symlink_to(REPO / ".meltano")
+    (directory / ".meltano").mkdir()
+    for plugins in ("extractors", "loaders", "utilities"):
+        (directory / ".meltano" / plugins).symlink_to(REPO / ".meltano" / plugins)
     return directory
 
 

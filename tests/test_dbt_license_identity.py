@@ -12,6 +12,7 @@ docs/transform.md gives, and that its MRR moves only where the money does.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import typing as t
 import uuid
@@ -45,12 +46,12 @@ def license_row(app: dict, ids: dict, hosting: str, start: str, end: str, **fiel
 
 
 def line(app: dict, line_id: str, ids: dict, hosting: str, sale_type: str, start: str, end: str,
-         amount: float, billing: str = "Annual") -> dict:
+         amount: float, billing: str = "Annual", sale: str | None = None) -> dict:
     return {"transactionId": f"AT-{line_id}", "transactionLineItemId": line_id, **ids,
             "addonKey": app["appKey"], "productId": app["productId"], "addonName": app["appName"],
-            "lastUpdated": start, "paymentStatus": "Paid",
+            "lastUpdated": sale or start, "paymentStatus": "Paid",
             "customerDetails": {"company": "Company", "country": "Germany", "region": "EMEA"},
-            "purchaseDetails": {"saleDate": start, "licenseType": "COMMERCIAL", "hosting": hosting,
+            "purchaseDetails": {"saleDate": sale or start, "licenseType": "COMMERCIAL", "hosting": hosting,
                                 "billingPeriod": billing, "tier": "25 Users", "purchasePrice": amount,
                                 "vendorAmount": amount, "saleType": sale_type,
                                 "maintenanceStartDate": start, "maintenanceEndDate": end}}
@@ -99,6 +100,11 @@ def scenario(apps: list[dict]) -> dict[str, list[dict]]:
             line(other_app, "cloud-4", cloud, "Cloud", "Renewal", "2025-06-10", "2025-07-10", 50.00, "Monthly"),
             line(migration_app, "onprem-1", on_prem, "Server", "New", "2023-06-01", "2024-06-01", 1200.00),
             line(migration_app, "migrated-1", migrated, "Cloud", "New", "2024-06-01", "2025-06-01", 1800.00),
+            # Closed books: a retroactive purchase (sold in March for a period from January)
+            # and a refund issued in May for a period that began in April.
+            *(line(other_app, line_id, {"licenseId": f"SEN-{number}", "addonLicenseId": str(number)},
+                   "Server", sale_type, start, end, amount, sale=sale)
+              for line_id, number, sale_type, start, end, amount, sale in RETROACTIVE_LINES),
         ],
         "conversion": [event(other_app, "2025-03-10", {"licenseId": cloud["appEntitlementNumber"], **cloud,
                                                        "maintenanceStartDate": "2025-03-10",
@@ -109,9 +115,17 @@ def scenario(apps: list[dict]) -> dict[str, list[dict]]:
     }
 
 
+#: (line, license number, sale type, period start, period end, vendor amount, sale day)
+RETROACTIVE_LINES = (
+    ("retro-1", 3100030, "New", "2025-01-01", "2026-01-01", 1200.00, "2025-03-15"),
+    ("late-1", 3100040, "New", "2025-04-01", "2025-07-01", 300.00, "2025-04-01"),
+    ("late-refund", 3100040, "Refund", "2025-04-01", "2025-07-01", -300.00, "2025-05-20"),
+)
+
+
 @pytest.fixture(scope="module")
-def marts(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Callable[[str], list[tuple]]]:
-    duckdb = pytest.importorskip("duckdb")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh clone with the scenario loaded and the marts built (closed_books unset)."""
     project = fresh_clone(tmp_path_factory.mktemp("identity"))
     with isv_sandbox.start("marketplace", **SANDBOX) as server:
         for kind, rows in scenario(server.app.apps).items():
@@ -122,8 +136,18 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[t.Callable[[st
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:]
     assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
-    with duckdb.connect(str(project / "output" / "warehouse.duckdb"), read_only=True) as db:
-        yield lambda sql: db.execute(sql).fetchall()
+    return project
+
+
+@pytest.fixture
+def marts(project: Path) -> t.Callable[[str], list[tuple]]:
+    duckdb = pytest.importorskip("duckdb")
+
+    def fetch(sql: str) -> list[tuple]:
+        # A connection per query: dbt writes the file between tests.
+        with duckdb.connect(str(project / "output" / "warehouse.duckdb"), read_only=True) as db:
+            return db.execute(sql).fetchall()
+    return fetch
 
 
 def license_of(fetch: t.Callable[[str], list[tuple]], ref: str) -> tuple:
@@ -192,3 +216,59 @@ def test_server_license_migrated_to_cloud_is_linked(marts) -> None:
                       "where mrr_month = date '2024-06-01' and product_id = "
                       "(select product_id from analytics.dim_marketplace_licenses where license_ref = 'SEN-3200001')")
     assert [tuple(Decimal(str(v)) for v in row) for row in app_month] == [(0, Decimal("50.00"), 0)]
+
+
+def recognised_by_day(amount: str, start: str, end: str) -> dict[dt.date, Decimal]:
+    """The line's amount by month, spread over the days of [start, end), each month's cents
+    the rounded amount through its end less the rounded amount through the month before
+    (docs/transform.md)."""
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    cents, days = int(Decimal(amount) * 100), (last - first).days
+    shares, month, through, booked = {}, first.replace(day=1), 0, 0
+    while month < last:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        through += (min(last, following) - max(first, month)).days
+        rounded = (2 * cents * through + days) // (2 * days)  # half up, in whole cents
+        shares[month] = Decimal(rounded - booked) / 100
+        booked, month = rounded, following
+    return shares
+
+
+def expected_revenue(closed_books: bool) -> dict[tuple[str, dt.date], Decimal]:
+    expected: dict[tuple[str, dt.date], Decimal] = {}
+    for line_id, _, _, start, end, amount, sale in RETROACTIVE_LINES:
+        sale_month = dt.date.fromisoformat(sale).replace(day=1)
+        for month, share in recognised_by_day(str(amount), start, end).items():
+            month = max(month, sale_month) if closed_books else month
+            expected[line_id, month] = expected.get((line_id, month), Decimal(0)) + share
+    return expected
+
+
+def loaded_revenue(marts: t.Callable[[str], list[tuple]]) -> dict[tuple[str, dt.date], Decimal]:
+    ids = ", ".join(f"'{line_id}'" for line_id, *_ in RETROACTIVE_LINES)
+    return {(line_id, month): Decimal(str(amount)) for line_id, month, amount in marts(
+        f"select transaction_line_item_id, revenue_month, recognized_vendor_amount "
+        f"from analytics_staging.int_marketplace__transaction_revenue_months "
+        f"where transaction_line_item_id in ({ids})")}
+
+
+def test_revenue_restates_past_months_by_default(marts) -> None:
+    expected = expected_revenue(closed_books=False)
+    assert loaded_revenue(marts) == expected
+    # The retroactive purchase puts revenue in January and February, before its sale.
+    assert expected["retro-1", dt.date(2025, 1, 1)] > 0
+
+
+def test_closed_books_book_earlier_shares_in_the_sale_month(project: Path, marts) -> None:
+    built = meltano(project, "invoke", "dbt-duckdb:build",
+                    env=base_env(DBT_AS_OF_DATE=AS_OF, DBT_CLOSED_BOOKS="true"), timeout=900)
+    assert built.returncode == 0, (built.stdout + built.stderr)[-6000:]
+    expected = expected_revenue(closed_books=True)
+    assert loaded_revenue(marts) == expected
+    assert not any(month < dt.date(2025, 3, 1) for line_id, month in expected if line_id == "retro-1")
+    # The refund's April share moves to May, its sale month; the sale keeps April.
+    assert ("late-refund", dt.date(2025, 4, 1)) not in expected
+    assert expected["late-1", dt.date(2025, 4, 1)] > 0
+    # Every line still adds up to its amount.
+    for line_id, *_, amount, _ in RETROACTIVE_LINES:
+        assert sum(v for (i, _), v in expected.items() if i == line_id) == Decimal(str(amount))

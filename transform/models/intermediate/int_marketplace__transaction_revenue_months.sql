@@ -9,6 +9,12 @@
 -- spread the same way over their own maintenance period, so they take back the months
 -- the sale had given. A line without a usable period (no end, or end not after start)
 -- is recognised whole in the month of its start (else its sale date).
+--
+-- Closed books (var closed_books, or DBT_CLOSED_BOOKS=true): a share that falls in a
+-- month before the line's sale month (a retroactive purchase, or a refund whose period
+-- began before it was issued) is booked in the sale month instead, because a closed
+-- accounting period takes no new revenue. Default (false): past months are restated.
+{%- set closed_books = (var('closed_books', env_var('DBT_CLOSED_BOOKS', 'false')) | string | lower) in ('true', '1', 'yes') %}
 with lines as (
     select
         transaction_line_item_id,
@@ -57,8 +63,9 @@ cumulative as (
             rows between unbounded preceding and current row
         ) as days_through_month
     from spread_months
-)
+),
 
+shares as (
 select
     transaction_line_item_id,
     transaction_id,
@@ -100,3 +107,30 @@ select
     vendor_amount as recognized_vendor_amount
 from lines
 where period_end is null or period_end <= period_start
+)
+
+{% if closed_books -%}
+select
+    transaction_line_item_id,
+    transaction_id,
+    license_ref,
+    product_id,
+    addon_key,
+    addon_name,
+    sale_type,
+    sale_date,
+    vendor_amount,
+    period_start,
+    period_end,
+    period_days,
+    greatest(revenue_month, coalesce({{ month_of('sale_date') }}, revenue_month)) as revenue_month,
+    sum(days_in_month) as days_in_month,
+    sum(recognized_vendor_amount) as recognized_vendor_amount
+from shares
+group by
+    transaction_line_item_id, transaction_id, license_ref, product_id, addon_key, addon_name,
+    sale_type, sale_date, vendor_amount, period_start, period_end, period_days,
+    greatest(revenue_month, coalesce({{ month_of('sale_date') }}, revenue_month))
+{%- else -%}
+select * from shares
+{%- endif %}
