@@ -228,7 +228,8 @@ def recognised_by_day(amount: str, start: str, end: str) -> dict[dt.date, Decima
     while month < last:
         following = (month + dt.timedelta(days=32)).replace(day=1)
         through += (min(last, following) - max(first, month)).days
-        rounded = (2 * cents * through + days) // (2 * days)  # half up, in whole cents
+        # Half away from zero, in whole cents: a refund mirrors its sale.
+        rounded = (1 if cents >= 0 else -1) * ((2 * abs(cents) * through + days) // (2 * days))
         shares[month] = Decimal(rounded - booked) / 100
         booked, month = rounded, following
     return shares

@@ -3,8 +3,8 @@
 -- start: a monthly period 05-01 -> 06-01 has 31 days, all in May). A month gets the
 -- share of the days it holds; amounts are rounded cumulatively, in whole cents (the
 -- amount up to this month's end rounded, minus the same up to the month before), so the
--- cents of a line always add up to its vendorAmount exactly. The rounding is half up
--- on whole cents computed the same way on every warehouse (floor of an exact ratio of
+-- cents of a line always add up to its vendorAmount exactly. The rounding is half away
+-- from zero (a refund mirrors its sale) on whole cents computed the same way on every warehouse (floor of an exact ratio of
 -- integers), so PostgreSQL and DuckDB give the same cents. Refunds are negative lines,
 -- spread the same way over their own maintenance period, so they take back the months
 -- the sale had given. A line without a usable period (no end, or end not after start)
