@@ -7,7 +7,8 @@ cloud migration trial names its Server license in ``cmtDetails.relatedOnPremLice
 The sandbox serves exactly these rows (no generated ones); the documented command
 (``meltano run tap-marketplace target-duckdb dbt-duckdb:build``) loads them in a fresh
 clone, and each case checks that its rows are one license with the reference the rule in
-docs/transform.md gives, and that its MRR moves only where the money does.
+docs/transform.md gives, and that its MRR moves only where the money does. The same rows
+check the closed-books var (both ways) and the monthly metrics mart.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import re
 import typing as t
 import uuid
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -273,3 +275,63 @@ def test_closed_books_book_earlier_shares_in_the_sale_month(project: Path, marts
     # Every line still adds up to its amount.
     for line_id, *_, amount, _ in RETROACTIVE_LINES:
         assert sum(v for (i, _), v in expected.items() if i == line_id) == Decimal(str(amount))
+
+
+def customer_mrr(lines: list[tuple[str, str, float]]) -> dict[dt.date, Fraction]:
+    """One customer's MRR by month up to the as-of month: each line's amount over the month
+    ends its period [start, end) holds."""
+    as_of_month = dt.date.fromisoformat(AS_OF).replace(day=1)
+    mrr: dict[dt.date, Fraction] = {}
+    for start, end, amount in lines:
+        first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+        months, month = [], first.replace(day=1)
+        while month < last:
+            following = (month + dt.timedelta(days=32)).replace(day=1)
+            if first <= following - dt.timedelta(days=1) < last:
+                months.append(month)
+            month = following
+        for month in months:
+            if month <= as_of_month:
+                mrr[month] = mrr.get(month, Fraction(0)) + Fraction(Decimal(str(amount))) / len(months)
+    return mrr
+
+
+def expected_metrics(lines: list[tuple[str, str, float]]) -> dict[dt.date, dict[str, t.Any]]:
+    """The metrics of an app with one customer whose lines these are."""
+    mrr = customer_mrr(lines)
+    month, last = min(mrr), dt.date.fromisoformat(AS_OF).replace(day=1)
+    metrics, before = {}, Fraction(0)
+    while month <= last:
+        now = mrr.get(month, Fraction(0))
+        metrics[month] = {
+            "mrr": now, "arr": 12 * now, "paying_licenses": int(now > 0), "paying_customers": int(now > 0),
+            "new_customers": int(now > 0 and month == min(mrr)), "churned_customers": int(before > 0 and now == 0),
+            "logo_churn_rate": (Fraction(int(now == 0)) if before > 0 else None),
+            "gross_revenue_retention": min(now, before) / before if before > 0 else None,
+            "net_revenue_retention": now / before if before > 0 else None,
+            "average_revenue_per_customer": now if now > 0 else None}
+        before, month = now, (month + dt.timedelta(days=32)).replace(day=1)
+    return metrics
+
+
+@pytest.mark.parametrize(("license_ref", "lines"), [
+    ("SEN-3100015", [("2024-04-01", "2025-04-01", 1200.00), ("2025-04-01", "2026-04-01", 1200.00)]),
+    ("SEN-3200001", [("2023-06-01", "2024-06-01", 1200.00), ("2024-06-01", "2025-06-01", 1800.00)]),
+])
+def test_metrics_of_an_app_with_one_customer(marts, license_ref: str, lines: list) -> None:
+    """App 0 holds only the Data Center license, app 1 only the migrated one (one
+    customer across its Server and cloud licenses)."""
+    names = list(expected_metrics(lines)[min(expected_metrics(lines))])
+    loaded = {row[0]: dict(zip(names, row[1:])) for row in marts(
+        f"select metric_month, {', '.join(names)} from analytics.fct_marketplace_metrics_monthly "
+        f"where product_id = (select product_id from analytics.dim_marketplace_licenses "
+        f"where license_ref = '{license_ref}')")}
+    expected = expected_metrics(lines)
+    assert set(loaded) == set(expected)
+    for month, figures in expected.items():
+        for name, value in figures.items():
+            got = loaded[month][name]
+            if value is None:
+                assert got is None, (month, name)
+            else:
+                assert abs(Fraction(Decimal(str(got))) - value) <= Fraction(1, 10**6), (month, name, got, value)
