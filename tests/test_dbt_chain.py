@@ -228,6 +228,64 @@ def expected_license_states(licenses: list[dict]) -> dict[str, str]:
 # -- the checks --------------------------------------------------------------------------
 
 
+def expected_metrics(transactions: list[dict], licenses: list[dict]) -> dict[tuple[str, dt.date], dict]:
+    """(product, month) -> customer counts and retention, from each license's MRR; a
+    customer is the license's contact company, else the license."""
+    by_license, _ = license_mrr(transactions)
+    company = {license_ref(row): row["contactDetails"].get("company") for row in licenses}
+    customer_mrr: dict[tuple[str, dt.date], dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+    license_months: dict[tuple[str, str], list[dt.date]] = defaultdict(list)
+    for (product, license, month), amount in by_license.items():
+        license_months[product, license].append(month)
+    for (product, license), months in license_months.items():
+        # Every month from the license's first MRR month to the as-of month, at zero
+        # when it pays nothing (never below zero).
+        month = min(months)
+        while month <= month_of(AS_OF):
+            customer_mrr[product, month][company.get(license) or license] += max(
+                by_license.get((product, license, month), Fraction(0)), Fraction(0))
+            month = next_month(month)
+    first_paid: dict[tuple[str, str], dt.date] = {}
+    for (product, month), customers in sorted(customer_mrr.items(), key=lambda item: item[0][1]):
+        for customer, amount in customers.items():
+            if amount > 0:
+                first_paid.setdefault((product, customer), month)
+    metrics = {}
+    for (product, month), customers in customer_mrr.items():
+        before = customer_mrr.get((product, (month - dt.timedelta(days=1)).replace(day=1)), {})
+        kept = {c: v for c, v in before.items() if v > 0}
+        metrics[product, month] = {
+            "paying_customers": sum(1 for v in customers.values() if v > 0),
+            "new_customers": sum(1 for c, v in customers.items() if v > 0 and first_paid[product, c] == month),
+            "churned_customers": sum(1 for c in kept if customers.get(c, 0) == 0),
+            "net_revenue_retention": (sum(customers.get(c, Fraction(0)) for c in kept) / sum(kept.values())
+                                      if kept else None),
+        }
+    return metrics
+
+
+def check_metrics(fetch: t.Callable[[str], list[tuple]], marts: str,
+                  transactions: list[dict], licenses: list[dict]) -> None:
+    expected = expected_metrics(transactions, licenses)
+    loaded = {(product, month): {"paying_customers": paying, "new_customers": new, "churned_customers": churned,
+                                 "net_revenue_retention": nrr}
+              for product, month, paying, new, churned, nrr in fetch(
+                  f"select product_id, metric_month, paying_customers, new_customers, churned_customers, "
+                  f"net_revenue_retention from {marts}.fct_marketplace_metrics_monthly")}
+    assert set(loaded) == set(expected)
+    for key, figures in expected.items():
+        for name, value in figures.items():
+            got = loaded[key][name]
+            if name != "net_revenue_retention":
+                assert got == value, (key, name, got, value)
+            elif value is None:
+                assert got is None, (key, name)
+            else:
+                # Rates from MRR rounded to the cent: a tenth of a percent at most off.
+                assert abs(Fraction(Decimal(str(got))) - value) <= Fraction(1, 1000), (key, name, got, value)
+    assert sum(f["churned_customers"] for f in expected.values()) > 0
+
+
 def rows(fetch: t.Callable[[str], list[tuple]], sql: str) -> list[tuple]:
     return [tuple(Decimal(str(v)) if isinstance(v, float) else v for v in row) for row in fetch(sql)]
 
@@ -268,6 +326,8 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
         assert abs(Fraction(amount) - movements.get((product, month, kind), 0)) <= tolerance, (
             product, month, kind)
     assert sum(v for (_, _, kind), v in movements.items() if kind == "churn") < 0
+
+    check_metrics(fetch, marts, transactions, licenses)
 
     states = expected_license_states(licenses)
     loaded_states = dict(fetch(f"select license_ref, license_state from {marts}.dim_marketplace_licenses"))
