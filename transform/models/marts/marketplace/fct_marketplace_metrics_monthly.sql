@@ -67,7 +67,8 @@ select
     coalesce(app_months.new_customers, 0) as new_customers,
     coalesce(app_months.churned_customers, 0) as churned_customers,
     case when app_months.customers_month_before > 0
-         then cast(app_months.churned_customers as numeric(18, 6)) / app_months.customers_month_before end
+         then cast(cast(app_months.churned_customers as numeric(18, 6)) / app_months.customers_month_before
+                   as numeric(18, 6)) end
         as logo_churn_rate,
     case when app_months.mrr_month_before_of_customers > 0
          then cast(app_months.retained_gross / app_months.mrr_month_before_of_customers as numeric(18, 6)) end
