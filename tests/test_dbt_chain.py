@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import subprocess
 import typing as t
 from collections import Counter, defaultdict
 from decimal import Decimal
@@ -23,10 +24,10 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
-from helpers import LAST_MONTH, REPO
+from helpers import BIN, LAST_MONTH, REPO
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 from isv_sandbox.marketplace import MarketplaceSettings, Query
-from test_meltano_e2e import PG, meltano, postgres_connection
+from test_meltano_e2e import PG, postgres_connection
 
 #: The marts' "today": the sandbox's last day of data, so the last MRR months have data.
 AS_OF = dt.date.fromisoformat(MarketplaceSettings.last_day)
@@ -51,19 +52,44 @@ MARTS = ("fct_marketplace_revenue_monthly", "fct_marketplace_mrr", "dim_marketpl
          "fct_isvapp_package_usage_daily", "fct_heroku_installs_by_plan_region")
 
 
-def run_chain(target: str, env: dict[str, str], schema_for: t.Callable[[str], str],
+def fresh_clone(directory: Path) -> Path:
+    """What a clone of the repository holds for Meltano and dbt (its tracked files, nothing
+    a run left behind: no output/warehouse.duckdb, no transform/target), with the
+    plugins scripts/bootstrap installed (.meltano's plugin folders, linked) and a Meltano
+    system database of its own (no state from other runs), so the documented commands
+    run there with their default paths."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "meltano.yml", "plugins",  # noqa: S607
+                            "transform", "output"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes((REPO / name).read_bytes())
+    (directory / ".meltano").mkdir()
+    for plugins in ("extractors", "loaders", "utilities"):
+        (directory / ".meltano" / plugins).symlink_to(REPO / ".meltano" / plugins)
+    return directory
+
+
+def meltano(project: Path, *args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "meltano"), *args], cwd=project, env=env,  # noqa: S603
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def run_chain(project: Path, target: str, env: dict[str, str],
+              schema_for: t.Callable[[str], str] | None = None,
               after_dbt: t.Callable[[str], None] = lambda vendor: None) -> None:
-    """Every tap into ``target``, dbt build after the ones ORDER says."""
+    """Every tap into ``target`` (into the schema ``schema_for`` names, else the loader's
+    default), dbt build after the ones ORDER says."""
     for vendor, with_dbt in ORDER[target]:
         tap = isv_sandbox.VENDORS[vendor][2]
         with isv_sandbox.start(vendor, **SANDBOXES[vendor]) as server:
             steps = [tap, target]
             if with_dbt:
                 steps.append(f"dbt-{target.removeprefix('target-')}:build")
-            run = meltano("run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
-                          env=sandbox_meltano_env(REPO, tap, server.app.tap_config(), {
-                              **env, f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA":
-                                  schema_for(tap)}),
+            schema = ({f"{target.upper().replace('-', '_')}_DEFAULT_TARGET_SCHEMA": schema_for(tap)}
+                      if schema_for else {})
+            run = meltano(project, "run", "--full-refresh", "--state-id-suffix", "dbt-chain", *steps,
+                          env=sandbox_meltano_env(REPO, tap, server.app.tap_config(), {**env, **schema}),
                           timeout=600)
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]
@@ -176,9 +202,13 @@ def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter, dict]:
 
 
 def license_ref(row: dict) -> str:
-    if row.get("appEntitlementNumber"):
-        return row["appEntitlementNumber"]
-    return row.get("licenseId") or f"SEN-{row['addonLicenseId']}"
+    """The SEN first (docs/transform.md); the sandbox's rows of one license share it."""
+    license_id = row.get("licenseId")
+    if license_id and not license_id.startswith("E-"):
+        return license_id
+    if row.get("addonLicenseId"):
+        return f"SEN-{row['addonLicenseId']}"
+    return row.get("appEntitlementNumber") or license_id or row["appEntitlementId"]
 
 
 def expected_license_states(licenses: list[dict]) -> dict[str, str]:
@@ -198,6 +228,64 @@ def expected_license_states(licenses: list[dict]) -> dict[str, str]:
 # -- the checks --------------------------------------------------------------------------
 
 
+def expected_metrics(transactions: list[dict], licenses: list[dict]) -> dict[tuple[str, dt.date], dict]:
+    """(product, month) -> customer counts and retention, from each license's MRR; a
+    customer is the license's contact company, else the license."""
+    by_license, _ = license_mrr(transactions)
+    company = {license_ref(row): row["contactDetails"].get("company") for row in licenses}
+    customer_mrr: dict[tuple[str, dt.date], dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
+    license_months: dict[tuple[str, str], list[dt.date]] = defaultdict(list)
+    for (product, license, month), amount in by_license.items():
+        license_months[product, license].append(month)
+    for (product, license), months in license_months.items():
+        # Every month from the license's first MRR month to the as-of month, at zero
+        # when it pays nothing (never below zero).
+        month = min(months)
+        while month <= month_of(AS_OF):
+            customer_mrr[product, month][company.get(license) or license] += max(
+                by_license.get((product, license, month), Fraction(0)), Fraction(0))
+            month = next_month(month)
+    first_paid: dict[tuple[str, str], dt.date] = {}
+    for (product, month), customers in sorted(customer_mrr.items(), key=lambda item: item[0][1]):
+        for customer, amount in customers.items():
+            if amount > 0:
+                first_paid.setdefault((product, customer), month)
+    metrics = {}
+    for (product, month), customers in customer_mrr.items():
+        before = customer_mrr.get((product, (month - dt.timedelta(days=1)).replace(day=1)), {})
+        kept = {c: v for c, v in before.items() if v > 0}
+        metrics[product, month] = {
+            "paying_customers": sum(1 for v in customers.values() if v > 0),
+            "new_customers": sum(1 for c, v in customers.items() if v > 0 and first_paid[product, c] == month),
+            "churned_customers": sum(1 for c in kept if customers.get(c, 0) == 0),
+            "net_revenue_retention": (sum(customers.get(c, Fraction(0)) for c in kept) / sum(kept.values())
+                                      if kept else None),
+        }
+    return metrics
+
+
+def check_metrics(fetch: t.Callable[[str], list[tuple]], marts: str,
+                  transactions: list[dict], licenses: list[dict]) -> None:
+    expected = expected_metrics(transactions, licenses)
+    loaded = {(product, month): {"paying_customers": paying, "new_customers": new, "churned_customers": churned,
+                                 "net_revenue_retention": nrr}
+              for product, month, paying, new, churned, nrr in fetch(
+                  f"select product_id, metric_month, paying_customers, new_customers, churned_customers, "
+                  f"net_revenue_retention from {marts}.fct_marketplace_metrics_monthly")}
+    assert set(loaded) == set(expected)
+    for key, figures in expected.items():
+        for name, value in figures.items():
+            got = loaded[key][name]
+            if name != "net_revenue_retention":
+                assert got == value, (key, name, got, value)
+            elif value is None:
+                assert got is None, (key, name)
+            else:
+                # Rates from MRR rounded to the cent: a tenth of a percent at most off.
+                assert abs(Fraction(Decimal(str(got))) - value) <= Fraction(1, 1000), (key, name, got, value)
+    assert sum(f["churned_customers"] for f in expected.values()) > 0
+
+
 def rows(fetch: t.Callable[[str], list[tuple]], sql: str) -> list[tuple]:
     return [tuple(Decimal(str(v)) if isinstance(v, float) else v for v in row) for row in fetch(sql)]
 
@@ -211,8 +299,10 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
                                                    f"recognized_vendor_amount from {marts}.fct_marketplace_revenue_monthly")}
     assert set(loaded) == set(revenue)
     for key, exact in revenue.items():
-        # Each line's cents are rounded once per month: at most half a cent per line off.
-        assert abs(Fraction(loaded[key]) - exact) <= Fraction(revenue_lines[key], 200), key
+        # A line's month is its rounded amount through the month's end less the rounded
+        # amount through the month before: each rounding half a cent at most, so up to a
+        # cent per line off the exact share.
+        assert abs(Fraction(loaded[key]) - exact) <= Fraction(revenue_lines[key], 100), key
     for product in {p for p, _ in revenue}:
         total = sum(Decimal(str(r["purchaseDetails"]["vendorAmount"])) for r in transactions
                     if r["productId"] == product)
@@ -236,6 +326,8 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
         assert abs(Fraction(amount) - movements.get((product, month, kind), 0)) <= tolerance, (
             product, month, kind)
     assert sum(v for (_, _, kind), v in movements.items() if kind == "churn") < 0
+
+    check_metrics(fetch, marts, transactions, licenses)
 
     states = expected_license_states(licenses)
     loaded_states = dict(fetch(f"select license_ref, license_state from {marts}.dim_marketplace_licenses"))
@@ -265,10 +357,23 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
 RESULTS: dict[str, dict[str, list[tuple]]] = {}
 
 
+def run_dbt_commands(project: Path, utility: str, env: dict[str, str]) -> None:
+    """docs/transform.md's other commands, as written: the settings, and a build on its own."""
+    listed = meltano(project, "config", "list", utility, env=env, timeout=120)
+    assert listed.returncode == 0, (listed.stdout + listed.stderr)[-3000:]
+    # Settings at their defaults are listed as hidden; the ones the test sets, by name.
+    assert re.search(r"schema \[env: |settings with default values: [0-9]+ hidden", listed.stdout), listed.stdout
+    built = meltano(project, "invoke", f"{utility}:build", env=env, timeout=600)
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-6000:]
+    assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-6000:]
+
+
 @pytest.mark.e2e
 @pytest.mark.postgres
-def test_taps_into_postgres_then_dbt_build() -> None:
+def test_taps_into_postgres_then_dbt_build(tmp_path: Path) -> None:
     connection = postgres_connection()
+    project = fresh_clone(tmp_path)
     prefix = "dbt_chain"
     for schema in (f"{prefix}_analytics", f"{prefix}_analytics_staging",
                    f"{prefix}_analytics_snapshots",
@@ -279,7 +384,8 @@ def test_taps_into_postgres_then_dbt_build() -> None:
         DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=f"{prefix}_analytics",
         DBT_MARKETPLACE_SCHEMA=f"{prefix}_tap_marketplace", DBT_ISVAPP_SCHEMA=f"{prefix}_tap_isvapp",
         DBT_HEROKU_SCHEMA=f"{prefix}_tap_heroku_vendor")
-    run_chain("target-postgres", env, lambda tap: f"{prefix}_{tap.replace('-', '_')}")
+    run_chain(project, "target-postgres", env, lambda tap: f"{prefix}_{tap.replace('-', '_')}")
+    run_dbt_commands(project, "dbt-postgres", env)
 
     def fetch(sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()
@@ -291,10 +397,14 @@ def test_taps_into_postgres_then_dbt_build() -> None:
 
 @pytest.mark.e2e
 def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
+    """The documented commands in a fresh clone with nothing set for dbt or the loader:
+    target-duckdb writes output/warehouse.duckdb (the folder is in the clone) and
+    dbt-duckdb reads it (its default path)."""
     duckdb = pytest.importorskip("duckdb")
-    database = tmp_path / "warehouse.duckdb"
-    env = base_env(TARGET_DUCKDB_FILEPATH=str(database), DBT_DUCKDB_PATH=str(database),
-                   DBT_DUCKDB_SCHEMA="analytics")
+    project = fresh_clone(tmp_path)
+    database = project / "output" / "warehouse.duckdb"
+    env = {name: value for name, value in base_env().items()
+           if not name.startswith(("DBT_DUCKDB_", "TARGET_DUCKDB_"))}
 
     def only_marketplace_loaded(vendor: str) -> None:
         if vendor != "marketplace":
@@ -304,7 +414,8 @@ def test_taps_into_duckdb_then_dbt_build(tmp_path: Path) -> None:
                 count = db.execute(f"select count(*) from analytics.{mart}").fetchone()[0]
                 assert (count > 0) == mart.startswith(("fct_marketplace", "dim_marketplace")), mart
 
-    run_chain("target-duckdb", env, lambda tap: tap.replace("-", "_"), only_marketplace_loaded)
+    run_chain(project, "target-duckdb", env, after_dbt=only_marketplace_loaded)
+    run_dbt_commands(project, "dbt-duckdb", env)
     with duckdb.connect(str(database), read_only=True) as db:
         def fetch(sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()

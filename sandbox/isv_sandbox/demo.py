@@ -30,12 +30,15 @@ from isv_sandbox.meltano import meltano_env
 #: The Meltano project the demo runs: the working directory (scripts/demo runs from the repository root).
 REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
 MELTANO = Path(sys.executable).parent / "meltano"
-#: More sales than the sandbox's default, so that MRR has a shape worth a chart. The
-#: sandbox cuts every maintenance period at its last day; the marts are looked at a year
-#: before it (AS_OF), where no period that counts is cut.
-SANDBOX_SETTINGS = {"marketplace": {"licenses": 400, "transactions": 1500,
-                                    "first_day": "2019-07-01", "last_day": "2026-06-30"}}
-AS_OF = "2025-06-30"
+#: The day every figure is as of: the sandboxes' last day of data.
+AS_OF = "2026-06-30"
+#: More sales than the sandbox's default, so that MRR has a shape worth a chart; the
+#: sales are license histories (renewals, upgrades, downgrades, returns, lapses and
+#: returns after a gap), so every MRR movement shows. ISVapp's usage is not pinned: the
+#: tap asks for the latest completed month by today's date, so the features table is of
+#: last month (it says which).
+SANDBOX_SETTINGS = {"marketplace": {"licenses": 1200, "transactions": 1500,
+                                    "first_day": "2019-07-01", "last_day": AS_OF}}
 
 
 def configured_taps() -> set[str]:
@@ -153,7 +156,11 @@ def print_mrr(db: duckdb.DuckDBPyConnection) -> None:
         from analytics.fct_marketplace_mrr
         where mrr_month > (select max(mrr_month) from analytics.fct_marketplace_mrr) - interval 12 month
         order by app_name, mrr_month""").fetchall()
-    print("\nMarketplace MRR, last twelve months (USD, vendor amount; analytics.fct_marketplace_mrr):")
+    print(f"\nMarketplace MRR, the twelve months to {AS_OF} (USD, vendor amount; analytics.fct_marketplace_mrr).")
+    print("  MRR: the run rate at the month's end (each sale line's amount over the month ends of its\n"
+          "  period); new: licenses paying for the first time; expansion / contraction: paying more /\n"
+          "  less than the month before; churn: stopped paying; reactivation: paying again after a\n"
+          "  lapse; licenses: licenses paying at the month's end.")
     header = ("month", "app", "MRR", "new", "expansion", "contraction", "churn", "reactivation",
               "licenses")
     print("  {:<7}  {:<13} {:>10} {:>9} {:>9} {:>11} {:>9} {:>12} {:>8}".format(*header))
@@ -169,7 +176,10 @@ def print_features(db: duckdb.DuckDBPyConnection) -> None:
         from analytics.fct_isvapp_feature_usage_monthly
         where usage_month = (select max(usage_month) from analytics.fct_isvapp_feature_usage_monthly)
         group by all order by sum(operations) desc limit 5""").fetchall()
-    print("\nTop used features, latest month (ISVapp; analytics.fct_isvapp_feature_usage_monthly):")
+    month = rows[0][0] if rows else "none"
+    print(f"\nTop used features in ISVapp's latest completed month, {month} (by today's date, not\n"
+          f"the Marketplace as-of day; analytics.fct_isvapp_feature_usage_monthly): accounts using\n"
+          "  the feature, their distinct users, operations (all / by external users).")
     print("  {:<7}  {:<22} {:>8} {:>7} {:>11} {:>9}".format(
         "month", "feature", "accounts", "users", "operations", "external"))
     for row in rows:
@@ -192,7 +202,7 @@ def write_mrr_chart(db: duckdb.DuckDBPyConnection, path: Path) -> None:
         axes.plot(months, [by_app[app].get(m, 0.0) for m in months], label=app, linewidth=1.6)
     axes.plot(months, [sum(by_app[app].get(m, 0.0) for app in apps) for m in months],
               label="all apps", color="black", linewidth=2.2)
-    axes.set_title(f"Marketplace MRR by month and app (as of {AS_OF}; sandbox data)")
+    axes.set_title(f"Marketplace MRR at each month's end, by app (as of {AS_OF}; sandbox data)")
     axes.set_ylabel("MRR, USD (vendor amount)")
     axes.legend(loc="upper left")
     axes.grid(alpha=0.3)

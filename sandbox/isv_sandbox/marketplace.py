@@ -592,6 +592,21 @@ def now() -> float:
     return time.monotonic()
 
 
+#: Data Center licenses carry an entitlement number from this day on (Atlassian added them in 2025).
+DC_ENTITLEMENTS_SINCE = "2025-01-01"
+
+
+def _add_months(day: datetime.date, months: int) -> datetime.date:
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    for last in (31, 30, 29, 28):
+        try:
+            return datetime.date(year, month, min(day.day, last))
+        except ValueError:
+            continue
+    raise AssertionError(day)
+
+
 def _mix(i: int, seed: int) -> int:
     """A cheap deterministic hash of a row number: rows are generated, never stored."""
     x = (i + 1) * 0x9E3779B1 + seed * 0x85EBCA77
@@ -641,7 +656,8 @@ class ReportingData:
             self.overrides.setdefault(kind, {}).setdefault(number, {}).update(fields)
 
     def add(self, kind: str, rows: t.Iterable[dict]) -> None:
-        """Rows that appear from now on, after the generated ones (``feedback``,
+        """Rows that appear from now on, after the generated ones (``licenses``,
+        ``transactions``, ``churn``/``conversion``/``renewal`` events, ``feedback``,
         ``marketing_attribution``); identical rows may be added twice."""
         self.added.setdefault(kind, []).extend(dict(row) for row in rows)
 
@@ -715,16 +731,23 @@ class ReportingData:
             row = self.license(number, app, insights=query.insights)
             if number in overrides:
                 row.update(overrides[number])
-            if row["licenseSourceType"] == "Atlassian" and not query.atlassian:
-                continue
-            # A license matches a date range when its maintenance period overlaps it, so
-            # one active across 2018-07-01 is in both halves of the data-insights split.
-            if query.start and row["maintenanceEndDate"] < query.start:
-                continue
-            if query.end and row["maintenanceStartDate"] > query.end:
-                continue
-            if self._updated_since(row, query):
+            if self._license_matches(row, query):
                 yield row
+        for row in self.added.get("licenses", []):
+            if (query.product_ids is None or row["productId"] in query.product_ids) and \
+                    self._license_matches(row, query):
+                yield dict(row)
+
+    def _license_matches(self, row: dict, query: Query) -> bool:
+        if row.get("licenseSourceType") == "Atlassian" and not query.atlassian:
+            return False
+        # A license matches a date range when its maintenance period overlaps it, so
+        # one active across 2018-07-01 is in both halves of the data-insights split.
+        if query.start and (row.get("maintenanceEndDate") or "9999") < query.start:
+            return False
+        if query.end and row["maintenanceStartDate"] > query.end:
+            return False
+        return self._updated_since(row, query)
 
     def license(self, number: int, app: dict, *, insights: bool) -> dict:
         h = _mix(number, self.settings.seed)
@@ -747,6 +770,19 @@ class ReportingData:
                 else {"email": f"billing{number}@customer.test", "city": "Springfield"},
             },
         }
+        if self._has_history(number):
+            # A paying license is what its sale lines made it: its current period, and
+            # cancelled when its last line was returned, else active until it ends.
+            history = self.license_history(number)
+            current = [line for line in history if line["sale_type"] != "Refund"][-1]
+            last = datetime.date.fromisoformat(self.settings.last_day)
+            row.update(
+                status="cancelled" if history[-1]["sale_type"] == "Refund"
+                else "active" if current["end"] > last else "inactive",
+                maintenanceStartDate=current["start"].isoformat(),
+                maintenanceEndDate=current["end"].isoformat(),
+                lastUpdated=max(line["sale"] for line in history).isoformat(),
+                tier=f"{25 * max(1, round(current['price'] / 100))} Users")
         # The spec says isNewBillingSystem, the live API newBillingSystem.
         row["isNewBillingSystem" if number % 5 == 0 else "newBillingSystem"] = (
             "Yes" if h % 2 else "No")
@@ -782,11 +818,11 @@ class ReportingData:
 
     def transactions(self, query: Query) -> t.Iterator[dict]:
         overrides = self.overrides.get("transactions", {})
-        for number in range(self.settings.transactions):
-            app = self._app(number, query)
+        for number, (license_number, history, position) in enumerate(self._sale_lines()):
+            app = self._app(license_number, query)
             if app is None:
                 continue
-            row = self.transaction(number, app)
+            row = self.transaction(number, app, license_number, history[position])
             if number in overrides:
                 row.update(overrides[number])
             sale_date = row["purchaseDetails"]["saleDate"]
@@ -796,34 +832,127 @@ class ReportingData:
                 continue
             if self._updated_since(row, query):
                 yield row
+        for row in self.added.get("transactions", []):
+            sale_date = row["purchaseDetails"]["saleDate"]
+            if (query.product_ids is None or row["productId"] in query.product_ids) and not (
+                    query.start and sale_date < query.start or query.end and sale_date > query.end) \
+                    and self._updated_since(row, query):
+                yield dict(row)
 
-    def transaction(self, number: int, app: dict) -> dict:
+    # Real transactions are license histories: a sale, then renewals at the same price,
+    # upgrades and downgrades, returns (a refund of the line before), lapses and returns
+    # after a gap; Data Center lines carry an entitlement number from 2025 on. The
+    # sandbox's lines follow the paying licenses (COMMERCIAL, ACADEMIC) in license order,
+    # each with the history license_history gives it, until `transactions` lines exist.
+
+    def _sale_lines(self) -> t.Iterator[tuple[int, list[dict], int]]:
+        """(license number, its history, line in it) for every transaction line, in order."""
+        count = 0
+        for license_number in itertools.count():
+            if count >= self.settings.transactions:
+                return
+            if not self._is_paying(license_number):
+                continue
+            history = self.license_history(license_number)
+            for position in range(len(history)):
+                if count >= self.settings.transactions:
+                    return
+                count += 1
+                yield license_number, history, position
+
+    def _is_paying(self, license_number: int) -> bool:
+        h = _mix(license_number, self.settings.seed)
+        return LICENSE_TYPES[(h >> 9) % len(LICENSE_TYPES)] in ("COMMERCIAL", "ACADEMIC")
+
+    def _has_history(self, license_number: int) -> bool:
+        """Whether transaction lines name this license (a paying one reached by them)."""
+        if not self._is_paying(license_number):
+            return False
+        reached = getattr(self, "_licenses_reached", None)
+        if reached is None:
+            reached = self._licenses_reached = max(
+                (number for number, _, _ in self._sale_lines()), default=-1)
+        return license_number <= reached
+
+    def license_history(self, license_number: int) -> list[dict]:
+        """The sale lines of one license: period, sale day, type and list price."""
+        g = _mix(license_number, self.settings.seed + 7)
+        hosting = HOSTINGS[_mix(license_number, self.settings.seed) % 3]
+        months = 1 if hosting == "Cloud" and g % 2 == 0 else 12
+        first = datetime.date.fromisoformat(self.settings.first_day)
+        last = datetime.date.fromisoformat(self.settings.last_day)
+        start = first + datetime.timedelta(days=(g >> 4) % max(1, (last - first).days))
+        price = max(10.0, round(((g >> 11) % 5000) / 10, 2))
+        wanted = 2 + (g >> 24) % 6
+        lines: list[dict] = []
+        sale_type, old_price = "New", None
+        while len(lines) < wanted and start <= last:
+            end = _add_months(start, months)
+            lines.append({"start": start, "end": end, "sale": start, "sale_type": sale_type,
+                          "price": price, "old_price": old_price, "months": months})
+            choice = _mix(license_number * 16 + len(lines), self.settings.seed + 8) % 20
+            old_price = price
+            if choice < 9:
+                sale_type, start = "Renewal", end
+            elif choice < 13:
+                sale_type, price, start = "Upgrade", round(price * 1.5, 2), end
+            elif choice < 16:
+                sale_type, price, start = "Downgrade", round(price * 0.6, 2), end
+            elif choice < 18:  # lapses, comes back after a gap
+                sale_type, start = "Renewal", _add_months(end, 3 * months if months == 1 else 12)
+            else:  # returned within 30 days: the refund takes the line back
+                returned = lines[-1]
+                if len(lines) < wanted:
+                    lines.append({**returned, "sale": min(last, returned["start"] + datetime.timedelta(days=10)),
+                                  "sale_type": "Refund", "price": -returned["price"], "old_price": None})
+                sale_type, old_price, start = "New", None, _add_months(end, 6 if months == 12 else 2)
+        return lines
+
+    def transaction(self, number: int, app: dict, license_number: int, line: dict) -> dict:
         h = _mix(number, self.settings.seed + 1)
-        sale, maintenance_end, updated = self._dates(h, 365)
-        sale_type = SALE_TYPES[(h >> 9) % len(SALE_TYPES)]
-        price = round(((h >> 11) % 5000) / 10, 2) * (-1 if sale_type == "Refund" else 1)
-        country, region = REGIONS[(h >> 7) % len(REGIONS)]
+        hosting = HOSTINGS[_mix(license_number, self.settings.seed) % 3]
+        last = datetime.date.fromisoformat(self.settings.last_day)
+        sale = line["sale"]
+        updated = min(last, sale + datetime.timedelta(days=(h >> 14) % 400))
+        country, region = REGIONS[(_mix(license_number, self.settings.seed) >> 7) % len(REGIONS)]
+        price = line["price"]
+        if hosting == "Cloud":
+            g = _mix(license_number, self.settings.seed)
+            ids: dict[str, str] = {"appEntitlementId": str(uuid.UUID(int=g << 40 | license_number, version=4)),
+                                   "appEntitlementNumber": f"E-4{license_number:07d}"}
+        else:
+            ids = {"addonLicenseId": str(2000000 + license_number), "licenseId": f"SEN-{2000000 + license_number}"}
+            if hosting == "Data Center" and sale.isoformat() >= DC_ENTITLEMENTS_SINCE:
+                ids["appEntitlementNumber"] = f"E-8{license_number:07d}"
+        details: dict[str, t.Any] = {
+            "saleDate": sale.isoformat(), "hosting": hosting,
+            "licenseType": LICENSE_TYPES[(_mix(license_number, self.settings.seed) >> 9) % len(LICENSE_TYPES)],
+            "billingPeriod": "Monthly" if line["months"] == 1 else "Annual",
+            "tier": f"{25 * max(1, round(abs(price) / 100))} Users",
+            "purchasePrice": price, "vendorAmount": round(price * 0.85, 2),
+            "discounts": [{"type": "MARKETPLACE_PROMOTION", "amount": 5.0, "code": "PROMO"}]
+            if number % 6 == 0 else [],
+            "saleType": line["sale_type"], "maintenanceStartDate": line["start"].isoformat(),
+            "maintenanceEndDate": line["end"].isoformat(),
+        }
+        if line["sale_type"] in ("Upgrade", "Downgrade"):
+            details.update(changeInTier="Increase" if line["sale_type"] == "Upgrade" else "Decrease",
+                           oldTier=f"{25 * max(1, round(line['old_price'] / 100))} Users")
+        if line["sale_type"] == "Refund":
+            details["refundReason"] = "Returned within 30 days"
         return {
             # A transaction has one or two line items: the id repeats, the line item not.
             "transactionId": f"AT-{3000000 + number // 2}",
             "transactionLineItemId": f"li-{number:07d}",
-            "addonLicenseId": str(2000000 + number), "licenseId": f"SEN-{2000000 + number}",
+            **ids,
             "addonKey": app["appKey"], "productId": app["productId"],
-            "addonName": app["appName"], "lastUpdated": updated,
-            "paymentStatus": ("Paid", "Open", "Refunded")[h % 3],
-            "customerDetails": {"company": f"Customer {number}", "country": country,
+            "addonName": app["appName"], "lastUpdated": updated.isoformat(),
+            "paymentStatus": "Open" if h % 10 == 0 else "Paid",
+            "customerDetails": {"company": f"Customer {license_number}", "country": country,
                                 "region": region,
-                                "technicalContact": {"email": f"t{number}@customer.test"}},
-            "purchaseDetails": {
-                "saleDate": sale, "licenseType": LICENSE_TYPES[(h >> 5) % 3],
-                "hosting": HOSTINGS[h % 3], "billingPeriod": ("Monthly", "Annual")[h % 2],
-                "tier": "25 Users", "purchasePrice": price, "vendorAmount": round(price * 0.85, 2),
-                "discounts": [{"type": "MARKETPLACE_PROMOTION", "amount": 5.0, "code": "PROMO"}]
-                if number % 6 == 0 else [],
-                "saleType": sale_type, "maintenanceStartDate": sale,
-                "maintenanceEndDate": maintenance_end,
-            },
-            "dunningStatus": [{"attemptCount": 1, "paymentAttemptDate": sale}]
+                                "technicalContact": {"email": f"admin{license_number}@customer.test"}},
+            "purchaseDetails": details,
+            "dunningStatus": [{"attemptCount": 1, "paymentAttemptDate": sale.isoformat()}]
             if number % 9 == 0 else None,
         }
 
@@ -898,6 +1027,7 @@ class ReportingData:
                 continue
             if self._updated_since(row, query):
                 yield row
+        yield from self._added(kind, query, "eventDate")
 
     def attributions(self, query: Query) -> t.Iterator[dict]:
         for number in range(self.settings.attributions):

@@ -54,11 +54,13 @@ case when cast({{ expression }} as text) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' then c
 case when cast({{ expression }} as text) ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}' then cast(cast({{ expression }} as text) as timestamp) end
 {%- endmacro %}
 
-{#- round(cents x part / whole) half up, in whole cents, identical on every warehouse:
-    floor((2 x cents x part + whole) / (2 x whole)) in double precision is exact here
-    (integers far below 2^53, quotients at least 1/(2 x whole) from the next integer). -#}
+{#- round(cents x part / whole) half away from zero, in whole cents, identical on every
+    warehouse: sign x floor((2 x |cents| x part + whole) / (2 x whole)) in double precision
+    is exact here (integers far below 2^53, quotients at least 1/(2 x whole) from the next
+    integer). Symmetric, so a refund's shares are exactly its sale's, negated (half up
+    would leave a cent of MRR after a full refund). part and whole are never negative. -#}
 {% macro cents_share(cents, part, whole) -%}
-cast(floor((2.0 * {{ cents }} * {{ part }} + {{ whole }}) / (2.0 * {{ whole }})) as bigint)
+cast(sign({{ cents }}) * floor((2.0 * abs({{ cents }}) * {{ part }} + {{ whole }}) / (2.0 * {{ whole }})) as bigint)
 {%- endmacro %}
 
 {#- Whole cents as money, exactly (no division, which DuckDB does in floating point). -#}

@@ -1,9 +1,18 @@
-{#- One license reference across hosting types, from the raw id fields: the cloud
-    entitlement number, else the SEN license id, else "SEN-" + the add-on license id,
-    else the entitlement UUID. Derived here from the vendor's fields, so the marts do
-    not depend on the format of the tap's own license_key. -#}
+{#- A row's own license reference, from the vendor's id fields, the oldest kind first:
+    the SEN license id (licenseId; cloud license events put the entitlement number
+    "E-..." there, which is not a SEN), else "SEN-" + the add-on license id, else the
+    cloud entitlement number, else the entitlement UUID. SEN first because Atlassian adds
+    identifiers to a license and never takes its SEN away: a Data Center license that
+    gained an appEntitlementNumber in 2025 keeps its reference. Derived here from the
+    vendor's fields, so the marts do not depend on the format of the tap's license_key.
+    int_marketplace__license_refs then joins the rows that share any identifier. -#}
 {% macro license_ref(entitlement_number, license_id, addon_license_id, entitlement_id) -%}
-coalesce(({{ entitlement_number }}), ({{ license_id }}), 'SEN-' || ({{ addon_license_id }}), ({{ entitlement_id }}))
+coalesce(
+        case when ({{ license_id }}) not like 'E-%' then ({{ license_id }}) end,
+        'SEN-' || ({{ addon_license_id }}),
+        ({{ entitlement_number }}),
+        ({{ license_id }}),
+        ({{ entitlement_id }}))
 {%- endmacro %}
 
 {#- The columns of the three license event streams (churn, conversion, renewal); an

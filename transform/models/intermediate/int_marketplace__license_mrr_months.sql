@@ -10,12 +10,13 @@
 with lines as (
     select
         transaction_line_item_id,
-        coalesce(license_ref, transaction_line_item_id) as license_ref,
+        coalesce(refs.license_ref, transactions.license_ref, transaction_line_item_id) as license_ref,
         product_id,
         vendor_amount,
         coalesce(maintenance_start_date, sale_date) as period_start,
         maintenance_end_date as period_end
-    from {{ ref('stg_marketplace__transactions') }}
+    from {{ ref('stg_marketplace__transactions') }} as transactions
+    left join {{ ref('int_marketplace__license_refs') }} as refs on refs.identifier = transactions.license_ref
     where vendor_amount is not null
 ),
 

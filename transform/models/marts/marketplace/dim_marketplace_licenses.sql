@@ -3,19 +3,35 @@
 -- "inactive" when a license lapses); among active ones, EVALUATION licenses are trials
 -- (not customers), COMMERCIAL and ACADEMIC ones are paid, the rest (COMMUNITY,
 -- OPEN_SOURCE, DEMONSTRATION, free types) are free.
-with licenses as (
-    select * from {{ ref('stg_marketplace__licenses') }}
+-- One row per license (int_marketplace__license_refs): when several license rows are
+-- one license (a cloud migration trial linked to its Server/Data Center license), the
+-- one with the latest maintenance start describes it.
+with resolved_licenses as (
+    select
+        stg.*,
+        coalesce(refs.license_ref, stg.license_ref) as resolved_license_ref,
+        row_number() over (
+            partition by coalesce(refs.license_ref, stg.license_ref)
+            order by stg.maintenance_start_date desc, stg.last_updated desc, stg.license_ref
+        ) as recency
+    from {{ ref('stg_marketplace__licenses') }} as stg
+    left join {{ ref('int_marketplace__license_refs') }} as refs on refs.identifier = stg.license_ref
+),
+
+licenses as (
+    select * from resolved_licenses where recency = 1
 ),
 
 sales as (
     select
-        license_ref,
+        coalesce(refs.license_ref, transactions.license_ref) as license_ref,
         sum(vendor_amount) as lifetime_vendor_amount,
         count(*) as transaction_line_items,
         min(sale_date) as first_sale_date,
         max(sale_date) as last_sale_date
-    from {{ ref('stg_marketplace__transactions') }}
-    group by license_ref
+    from {{ ref('stg_marketplace__transactions') }} as transactions
+    left join {{ ref('int_marketplace__license_refs') }} as refs on refs.identifier = transactions.license_ref
+    group by coalesce(refs.license_ref, transactions.license_ref)
 ),
 
 current_mrr as (
@@ -25,7 +41,7 @@ current_mrr as (
 )
 
 select
-    licenses.license_ref,
+    licenses.resolved_license_ref as license_ref,
     licenses.product_id,
     licenses.addon_key,
     licenses.addon_name,
@@ -66,6 +82,6 @@ select
     sales.last_sale_date,
     coalesce(current_mrr.mrr, 0) as current_mrr
 from licenses
-left join sales on sales.license_ref = licenses.license_ref
+left join sales on sales.license_ref = licenses.resolved_license_ref
 left join current_mrr
-    on current_mrr.license_ref = licenses.license_ref and current_mrr.product_id = licenses.product_id
+    on current_mrr.license_ref = licenses.resolved_license_ref and current_mrr.product_id = licenses.product_id

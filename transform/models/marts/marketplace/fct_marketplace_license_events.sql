@@ -1,17 +1,24 @@
 -- Cloud churn, conversion and renewal events, joined to the license they concern (when
 -- the license export has it: events of licenses outside the tap's license filters, or
 -- of Atlassian-sourced licenses not requested, stay unmatched).
-with events as (
+with staged_events as (
     select 'churn' as event_type, * from {{ ref('stg_marketplace__license_churn_events') }}
     union all
     select 'conversion' as event_type, * from {{ ref('stg_marketplace__license_conversion_events') }}
     union all
     select 'renewal' as event_type, * from {{ ref('stg_marketplace__license_renewal_events') }}
+),
+
+-- The event's license under its one reference (int_marketplace__license_refs).
+events as (
+    select staged_events.*, coalesce(refs.license_ref, staged_events.license_ref) as resolved_license_ref
+    from staged_events
+    left join {{ ref('int_marketplace__license_refs') }} as refs on refs.identifier = staged_events.license_ref
 )
 
 select
     events.event_type,
-    events.license_ref,
+    events.resolved_license_ref as license_ref,
     events.event_date,
     events.product_id,
     events.addon_key,
@@ -34,4 +41,4 @@ select
     licenses.current_mrr
 from events
 left join {{ ref('dim_marketplace_licenses') }} as licenses
-    on licenses.license_ref = events.license_ref
+    on licenses.license_ref = events.resolved_license_ref

@@ -34,6 +34,7 @@
     ['partner_type', 'text', '"partnerDetails"->>\'partnerType\''],
     ['partner_billing_email', 'text', '"partnerDetails"->\'billingContact\'->>\'email\''],
     ['cmt_status', 'text', '"cmtDetails"->>\'status\''],
+    ['cmt_related_on_prem_license', 'text', '"cmtDetails"->>\'relatedOnPremLicense\''],
     ['attribution_channel', 'text', 'attribution->>\'channel\''],
     ['attribution_referrer_domain', 'text', 'attribution->>\'referrerDomain\''],
     ['attribution_campaign_name', 'text', 'attribution->>\'campaignName\''],
