@@ -282,10 +282,18 @@ def isvapp(quick: bool) -> list[Row]:
 @measurement
 def marketplace(quick: bool) -> list[Row]:
     licenses = 50_000 if quick else 500_000
-    with isv_sandbox.start("marketplace", licenses=licenses) as server:
+    # The emulator writes the export's JSON in Python, in this process, as the tap reads
+    # it: on two cores that alone outlasts the tap. A first, untimed run has it written
+    # once (reuse_rendered_exports); the timed run downloads the same bytes, as the
+    # floor reads them.
+    with isv_sandbox.start("marketplace", licenses=licenses,
+                           reuse_rendered_exports=True) as server:
         config = server.app.tap_config()
-        run, records = run_export("tap-marketplace", config,
-                                  catalog_with("tap-marketplace", config, "licenses"))
+        catalog = catalog_with("tap-marketplace", config, "licenses")
+        assert run_export("tap-marketplace", config, catalog)[0].returncode == 0, \
+            "tap-marketplace failed (untimed run)"
+        del server.requests[:]
+        run, records = run_export("tap-marketplace", config, catalog)
         assert run.returncode == 0, "tap-marketplace failed"
         payloads = downloaded_payloads(
             server, r"/licenses/async/export/[^/]+$", (config["username"], config["api_token"]))
