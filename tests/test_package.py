@@ -25,6 +25,7 @@ DECLARED_CAPABILITIES = {
     "state": "tests/test_resume.py",
     "stream-maps": "test_stream_maps_apply_to_the_output",
     "schema-flattening": "test_schema_flattening_flattens_nested_objects",
+    "batch": "tests/test_batch.py",
 }
 
 

@@ -176,12 +176,14 @@ COMMON_ENV: dict[str, t.Any] = {
     "flattening_separator": "__", "log_metrics": True,
 }
 #: tap -> [(sandbox vendor, its settings, the tap's settings beyond the sandbox's)]: together
+#: (``batch_config`` in a variant that is only tested, since target-jsonl takes no BATCH)
 #: the variants give every setting of the tap (some exclude one another: one credential
 #: kind, one taxonomy selector, developer_id or vendor_id, legacy or partner mode).
 ENV_VARIANTS: dict[str, list[tuple[str, dict[str, t.Any], dict[str, t.Any]]]] = {
     "tap-isvapp": [
         ("isvapp", {"auth_mode": "api_key"}, {"export_taxonomy_ids": None,
-                                              "export_taxonomy_level_ids": ["level-1"]}),
+                                              "export_taxonomy_level_ids": ["level-1"],
+                                              "batch_config": "BATCH_CONFIG"}),
         ("isvapp", {}, {"export_taxonomy_ids": None, "export_taxonomy_item_ids": ["item-1"]}),
         ("isvapp", {}, {"requests_per_second": 400.5, "include_health_scores": False,
                         "include_subscriber_orgs": False,
@@ -199,13 +201,16 @@ ENV_VARIANTS: dict[str, list[tuple[str, dict[str, t.Any], dict[str, t.Any]]]] = 
             "report_history_days": 30, "search_keyword_sources": ["marketplace"],
             "partner_metrics_query": {"granularity": "MONTH",
                                       "metrics": {"metricFields": [{"name": "INSTALL_COUNT"}]}},
-            "partner_metrics_page_periods": 3}),
+            "partner_metrics_page_periods": 3, "batch_config": "BATCH_CONFIG"}),
         ("marketplace", {}, {"developer_id": None, "vendor_id": "VENDOR_ID"}),
     ],
     "tap-heroku-vendor": [
         ("heroku", {}, {"api": "legacy", "page_size": 100, "requests_per_second": 50.5,
-                        "rate_limit_reserve": 10, "rate_limit_refill_per_second": 1.25}),
-        ("heroku_partner", {}, {"installs_file": "INSTALLS_FILE", "rate_limit_scope": "per_install"}),
+                        "rate_limit_reserve": 10, "rate_limit_refill_per_second": 1.25,
+                        "batch_config": "BATCH_CONFIG"}),
+        ("heroku_partner", {}, {"installs_file": "INSTALLS_FILE", "rate_limit_scope": "per_install",
+                                "request_budget": 10_000, "full_refresh_nights": 3,
+                                "concurrent_installs": 2, "etag_cache_file": "ETAG_CACHE_FILE"}),
     ],
 }
 
@@ -258,6 +263,12 @@ def test_every_setting_from_environment_variables(user_project, tap, tmp_path):
                 installs = tmp_path / "installs.jsonl"
                 installs.write_text("".join(json.dumps(i) + "\n" for i in config["installs"][:1]))
                 config["installs_file"] = str(installs)
+            if config.get("etag_cache_file") == "ETAG_CACHE_FILE":
+                config["etag_cache_file"] = str(tmp_path / "etags.sqlite")
+            if config.get("batch_config") == "BATCH_CONFIG":
+                config["batch_config"] = {
+                    "encoding": {"format": "jsonl", "compression": "none"},
+                    "storage": {"root": f"file://{tmp_path / 'batches'}", "prefix": "nightly-"}}
             config = {name: value for name, value in config.items() if value is not None}
             given |= set(config)
             run_env = {**env, **{f"{prefix}_{name.upper()}": _env_value(value)

@@ -107,7 +107,8 @@ class MarketplaceRows:
             row = data.license(number, app, insights=False)
             row["licenseSourceType"] = "Non-Atlassian"
         elif kind == "transactions":
-            row = data.transaction(number, app)
+            # A sale line of a license of the same number, as the generated data has them.
+            row = data.transaction(number, app, number, data.license_history(number)[0])
         else:
             row = data.feedback_row(number, day)
             row.update(addonKey=app["appKey"], productId=app["productId"],
