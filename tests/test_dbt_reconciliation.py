@@ -2,10 +2,10 @@
 with Atlassian's reports").
 
 The sandbox draws its aggregates independently of its licenses and transactions, so its
-demo data cannot reconcile. Here a small hand-made scenario is written into DuckDB the way
-target-duckdb writes tap-marketplace's tables (lower-case columns, dates as text, objects
-as JSON): raw transactions and license events, and Atlassian's monthly aggregates for the
-same apps. The model's figures are checked against figures computed here from the same
+demo data cannot reconcile. Here a small hand-made scenario is written into DuckDB and
+PostgreSQL the way the loaders write tap-marketplace's tables (the API's camelCase
+columns, objects as JSON): raw transactions and license events, and Atlassian's monthly
+aggregates for the same apps. The model's figures are checked against figures computed here from the same
 rows; the warn test must stay quiet while the two sides agree (within the documented
 tolerance) and fire, naming exactly the disagreeing rows, when they do not.
 """
@@ -22,10 +22,13 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO
+from test_meltano_e2e import PG, postgres_connection
 
 DBT = REPO / ".meltano" / "utilities" / "dbt-postgres" / "venv" / "bin" / "dbt"
 AS_OF = "2025-03-20"
-SCHEMA = "tap_marketplace"
+#: Schemas of this test only (the loader's and the marts'), set through the package's vars.
+SCHEMA = "recon_tap_marketplace"
+MARTS = "recon_analytics"
 APPS = {"p-a": "com.example.alpha", "p-b": "com.example.beta"}
 TEST = "assert_marketplace_reconciliation_within_tolerance"
 
@@ -87,63 +90,91 @@ def put(rows: list[dict], row: dict) -> None:
     rows[:] = [r for r in rows if any(r[k] != row[k] for k in key)] + [row]
 
 
-def load(path: Path, sales_rows: list[dict], event_rows: list[dict]) -> None:
-    duckdb = pytest.importorskip("duckdb")
-    with duckdb.connect(str(path)) as db:
-        db.execute(f"drop schema if exists {SCHEMA} cascade")
-        db.execute(f"create schema {SCHEMA}")
-        db.execute(f"create table {SCHEMA}.app_listings (productId varchar, appKey varchar, appName varchar, "
-                   "developerId varchar, state varchar, approvalStatus varchar, slug varchar, revision bigint, "
-                   "communityEnabled boolean, summary varchar, tagLine varchar)")
-        for product, key in APPS.items():
-            db.execute(f"insert into {SCHEMA}.app_listings values (?, ?, ?, 'dev', 'PUBLIC', 'APPROVED', ?, 1, "
-                       "false, null, null)", [product, key, key, key])
-        db.execute(f"create table {SCHEMA}.transactions (transactionLineItemId varchar, transactionId varchar, "
-                   "appEntitlementNumber varchar, licenseId varchar, addonLicenseId varchar, "
-                   "appEntitlementId varchar, cloudId varchar, productId varchar, addonKey varchar, "
-                   "addonName varchar, appEdition varchar, paymentStatus varchar, isInvoiceManual boolean, "
-                   "lastUpdated varchar, customerDetails json, partnerDetails json, purchaseDetails json)")
-        for product, line, day, sale_type, amount in TRANSACTIONS:
-            purchase = {"saleDate": day, "saleType": sale_type, "licenseType": "COMMERCIAL",
-                        "hosting": "Cloud", "billingPeriod": "Monthly", "tier": "10 Users",
-                        "purchasePrice": amount, "vendorAmount": amount,
-                        "maintenanceStartDate": day, "maintenanceEndDate": day}
-            db.execute(f"insert into {SCHEMA}.transactions values (?, ?, null, ?, null, null, null, ?, ?, ?, "
-                       "'Standard', 'Paid', false, ?, ?, null, ?)",
-                       [line, f"AT-{line}", f"SEN-{line}", product, APPS[product], APPS[product], day,
-                        json.dumps({"company": "Acme"}), json.dumps(purchase)])
-        for stream in ("license_churn_events", "license_conversion_events", "license_renewal_events"):
-            db.execute(f"create table {SCHEMA}.{stream} (license_key varchar, eventDate varchar, "
-                       "productId varchar, addonKey varchar, addonName varchar, hosting varchar, "
-                       "appEdition varchar, transactionId varchar, lastUpdated varchar, licenseDetails json)")
-        for stream, product, license_id, day in EVENTS:
-            db.execute(f"insert into {SCHEMA}.{stream} values (?, ?, ?, ?, ?, 'Cloud', 'Standard', null, ?, ?)",
-                       [license_id, day, product, APPS[product], APPS[product], day,
-                        json.dumps({"licenseId": license_id, "appEntitlementNumber": license_id})])
-        columns = ("report varchar, dimension varchar, series_type varchar, dataset varchar, app_key varchar, "
-                   "addon_key varchar, product_id varchar, app_name varchar, aggregation varchar, "
-                   "uniqueTotal bigint, date varchar, count bigint, netCount bigint, revenue double")
-        for table, rows in (("sales_metrics", sales_rows), ("license_event_metrics", event_rows)):
-            db.execute(f"create table {SCHEMA}.{table} ({columns})")
-            for row in rows:
-                db.execute(f"insert into {SCHEMA}.{table} values ({', '.join('?' * len(row))})",
-                           [float(v) if k == "revenue" and v is not None else v for k, v in row.items()])
+class Warehouse:
+    """One warehouse of the test: runs SQL (``?`` placeholders) and dbt against it, in
+    schemas of its own so it meets no other test's tables."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind, self.work = kind, tmp_path
+        if kind == "duckdb":
+            self.duckdb = pytest.importorskip("duckdb")
+            self.path = tmp_path / "warehouse.duckdb"
+        else:
+            self.connection = postgres_connection()
+
+    def run(self, sql: str, params: list | None = None, *, read: bool = False) -> list[tuple]:
+        if self.kind == "duckdb":
+            with self.duckdb.connect(str(self.path)) as db:
+                result = db.execute(sql, params or [])
+                return result.fetchall() if read else []
+        cursor = self.connection.execute(sql.replace("?", "%s"), params or None)
+        return cursor.fetchall() if read else []
+
+    def json(self) -> str:
+        return "json" if self.kind == "duckdb" else "jsonb"
+
+    def build(self) -> tuple[str, dict]:
+        """dbt build of the reconciliation model, its parents and their tests; the
+        output and the warn test's result."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+        env.update(DBT_PROFILES_DIR=str(REPO / "transform"), DBT_TARGET=self.kind)
+        if self.kind == "duckdb":
+            env.update(DBT_DUCKDB_PATH=str(self.path), DBT_DUCKDB_SCHEMA=MARTS)
+        else:
+            env.update(DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=MARTS)
+        run = subprocess.run(  # noqa: S603
+            [str(DBT), "build", "--select", "+fct_marketplace_reconciliation+", "--indirect-selection", "cautious",
+             "--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs"),
+             "--vars", json.dumps({"as_of_date": AS_OF, "marketplace_schema": SCHEMA})],
+            cwd=REPO / "transform", env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert run.returncode == 0, run.stdout[-6000:]
+        results = json.loads((self.work / "target" / "run_results.json").read_text())["results"]
+        test = next(r for r in results if r["unique_id"].startswith(f"test.isv_revenue.{TEST}"))
+        return run.stdout, test
 
 
-def build(path: Path, work: Path) -> tuple[str, dict]:
-    """dbt build of the reconciliation model, its parents and its tests; the output and
-    the warn test's result."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-    env.update(DBT_PROFILES_DIR=str(REPO / "transform"), DBT_TARGET="duckdb", DBT_DUCKDB_PATH=str(path))
-    run = subprocess.run(  # noqa: S603
-        [str(DBT), "build", "--select", "+fct_marketplace_reconciliation+", "--indirect-selection", "cautious",
-         "--target-path", str(work / "target"), "--log-path", str(work / "logs"),
-         "--vars", json.dumps({"as_of_date": AS_OF})],
-        cwd=REPO / "transform", env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert run.returncode == 0, run.stdout[-6000:]
-    results = json.loads((work / "target" / "run_results.json").read_text())["results"]
-    test = next(r for r in results if r["unique_id"].startswith(f"test.isv_revenue.{TEST}"))
-    return run.stdout, test
+def load(warehouse: Warehouse, sales_rows: list[dict], event_rows: list[dict]) -> None:
+    run, js = warehouse.run, warehouse.json()
+    for schema in (SCHEMA, MARTS, f"{MARTS}_staging"):
+        run(f"drop schema if exists {schema} cascade")
+    run(f"create schema {SCHEMA}")
+    run(f'create table {SCHEMA}.app_listings ("productId" text, "appKey" text, "appName" text, '
+        '"developerId" text, state text, "approvalStatus" text, slug text, revision bigint, '
+        '"communityEnabled" boolean, summary text, "tagLine" text)')
+    for product, key in APPS.items():
+        run(f"insert into {SCHEMA}.app_listings values (?, ?, ?, 'dev', 'PUBLIC', 'APPROVED', ?, 1, "
+            "false, null, null)", [product, key, key, key])
+    run(f'create table {SCHEMA}.transactions ("transactionLineItemId" text, "transactionId" text, '
+        '"appEntitlementNumber" text, "licenseId" text, "addonLicenseId" text, "appEntitlementId" text, '
+        '"cloudId" text, "productId" text, "addonKey" text, "addonName" text, "appEdition" text, '
+        '"paymentStatus" text, "isInvoiceManual" boolean, "lastUpdated" date, '
+        f'"customerDetails" {js}, "partnerDetails" {js}, "purchaseDetails" {js})')
+    for product, line, day, sale_type, amount in TRANSACTIONS:
+        purchase = {"saleDate": day, "saleType": sale_type, "licenseType": "COMMERCIAL",
+                    "hosting": "Cloud", "billingPeriod": "Monthly", "tier": "10 Users",
+                    "purchasePrice": amount, "vendorAmount": amount,
+                    "maintenanceStartDate": day, "maintenanceEndDate": day}
+        run(f"insert into {SCHEMA}.transactions values (?, ?, null, ?, null, null, null, ?, ?, ?, "
+            f"'Standard', 'Paid', false, cast(? as date), cast(? as {js}), null, cast(? as {js}))",
+            [line, f"AT-{line}", f"SEN-{line}", product, APPS[product], APPS[product], day,
+             json.dumps({"company": "Acme"}), json.dumps(purchase)])
+    for stream in ("license_churn_events", "license_conversion_events", "license_renewal_events"):
+        run(f'create table {SCHEMA}.{stream} (license_key text, "eventDate" date, "productId" text, '
+            '"addonKey" text, "addonName" text, hosting text, "appEdition" text, "transactionId" text, '
+            f'"lastUpdated" date, "licenseDetails" {js})')
+    for stream, product, license_id, day in EVENTS:
+        run(f"insert into {SCHEMA}.{stream} values (?, cast(? as date), ?, ?, ?, 'Cloud', 'Standard', null, "
+            f"cast(? as date), cast(? as {js}))",
+            [license_id, day, product, APPS[product], APPS[product], day,
+             json.dumps({"licenseId": license_id, "appEntitlementNumber": license_id})])
+    columns = ('report text, dimension text, series_type text, dataset text, app_key text, addon_key text, '
+               'product_id text, app_name text, aggregation text, "uniqueTotal" bigint, "date" date, '
+               '"count" bigint, "netCount" bigint, revenue numeric')
+    for table, rows in (("sales_metrics", sales_rows), ("license_event_metrics", event_rows)):
+        run(f"create table {SCHEMA}.{table} ({columns})")
+        for row in rows:
+            values = ", ".join("cast(? as date)" if k == "date" else "?" for k in row)
+            run(f"insert into {SCHEMA}.{table} values ({values})", list(row.values()))
 
 
 def expected_figures(sales_rows: list[dict], event_rows: list[dict]) -> dict[tuple, tuple]:
@@ -171,12 +202,10 @@ def expected_figures(sales_rows: list[dict], event_rows: list[dict]) -> dict[tup
     return {key: (vendor.get(key), computed.get(key, Decimal(0))) for key in {*vendor, *computed}}
 
 
-def model_figures(path: Path) -> dict[tuple, tuple]:
-    import duckdb
-    with duckdb.connect(str(path), read_only=True) as db:
-        rows = db.execute("select product_id, cast(period_month as varchar), measure, vendor_figure, "
-                          "computed_figure, difference, relative_difference, is_settled "
-                          "from analytics.fct_marketplace_reconciliation").fetchall()
+def model_figures(warehouse: Warehouse) -> dict[tuple, tuple]:
+    rows = warehouse.run("select product_id, cast(period_month as text), measure, vendor_figure, "
+                         "computed_figure, difference, relative_difference, is_settled "
+                         f"from {MARTS}.fct_marketplace_reconciliation", read=True)
     figures = {}
     for product, month, measure, vendor, computed, difference, relative, settled in rows:
         vendor = None if vendor is None else Decimal(str(vendor))
@@ -191,24 +220,24 @@ def model_figures(path: Path) -> dict[tuple, tuple]:
     return figures
 
 
-def warned_rows(path: Path) -> set[tuple]:
-    import duckdb
+def warned_rows(warehouse: Warehouse) -> set[tuple]:
     # The warn test's own query, as dbt compiled it, lists the rows it fires on.
-    with duckdb.connect(str(path), read_only=True) as db:
-        sql = next((path.parent / "target" / "compiled").rglob(f"{TEST}.sql")).read_text()
-        return {(p, str(m), measure) for p, m, measure in db.execute(
-            f"select product_id, period_month, measure from ({sql}) as fired").fetchall()}
+    sql = next((warehouse.work / "target" / "compiled").rglob(f"{TEST}.sql")).read_text()
+    return set(warehouse.run(f"select product_id, cast(period_month as text), measure from ({sql}) as fired",
+                             read=True))
 
 
-def test_reconciliation_lines_up_both_sides_and_warns_only_on_disagreement(tmp_path: Path) -> None:
-    warehouse = tmp_path / "warehouse.duckdb"
+@pytest.mark.postgres
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_reconciliation_lines_up_both_sides_and_warns_only_on_disagreement(kind: str, tmp_path: Path) -> None:
+    warehouse = Warehouse(kind, tmp_path)
     sales_rows, event_rows = agreeing_aggregates()
     # Within tolerance: a cent of rounding in revenue (reconciliation_amount_tolerance).
     sales_rows[0]["revenue"] = str(Decimal(sales_rows[0]["revenue"]) + Decimal("0.01"))
     # March is not settled on AS_OF: Atlassian's 5 sales against the raw rows' 1 must not fire.
     put(sales_rows, metric_row("sales_by_type", "p-b", "2025-03-01", "New", count=5, revenue="210.00"))
     load(warehouse, sales_rows, event_rows)
-    output, test = build(warehouse, tmp_path)
+    output, test = warehouse.build()
     assert model_figures(warehouse) == expected_figures(sales_rows, event_rows)
     assert test["status"] == "pass", (test, output[-3000:])
     assert warned_rows(warehouse) == set()
@@ -218,7 +247,7 @@ def test_reconciliation_lines_up_both_sides_and_warns_only_on_disagreement(tmp_p
     put(sales_rows, metric_row("sales_by_type", "p-b", "2025-02-01", "New", count=3, revenue="150.00"))
     put(event_rows, metric_row("conversion", "p-a", "2025-02-01", "Conversions", count=3))
     load(warehouse, sales_rows, event_rows)
-    output, test = build(warehouse, tmp_path)
+    output, test = warehouse.build()
     expected = expected_figures(sales_rows, event_rows)
     assert model_figures(warehouse) == expected
     assert expected[("p-b", "2025-02-01", "sales_count")] == (Decimal(3), Decimal(0))
