@@ -189,16 +189,21 @@ class VendorRESTStream(StreamInternals):
 
     def _compile_bookmark_check(self) -> t.Callable[[dict, Context | None], bool]:
         replication_key = self.replication_key
-        is_after_run_start = self._is_after_run_start
+        if not replication_key:
+            return lambda record, context: True
+        # Made once per stream: the check runs on every new replication value.
+        check = bookmarks.RunStartCheck(self.bookmark_form, self.run_started)
+        is_after, name = check.is_after, self.name
+        what = f"{replication_key} of a record"
+        refuse_future_row = self._refuse_future_row
         last: list[t.Any] = [None]
 
         def may_advance(record: dict, context: Context | None) -> bool:
-            if not replication_key:
-                return True
             value = record.get(replication_key)
             if value is not None and last[0] is not None and (value, context) == last[0][:2]:
                 return False  # already the bookmark, or already refused
-            advances = value is None or not is_after_run_start(value, record)
+            advances = value is None or not (is_after(value, stream=name, what=what)
+                                             and refuse_future_row(value, record))
             last[0] = (value, context, advances)
             return advances
 
@@ -221,14 +226,9 @@ class VendorRESTStream(StreamInternals):
             raise TypeError(msg)
         return bookmarks.SCHEMA_FORMATS[declared]
 
-    def _is_after_run_start(self, value: t.Any, record: dict) -> bool:
-        check = self.__dict__.get("_run_start_check")
-        if check is None:
-            check = self.__dict__["_run_start_check"] = bookmarks.RunStartCheck(
-                self.bookmark_form, self.run_started)
-        if not check.is_after(value, stream=self.name,
-                              what=f"{self.replication_key} of a record"):
-            return False
+    def _refuse_future_row(self, value: t.Any, record: dict) -> bool:
+        """Name a row dated after the run's start (the first ``FUTURE_ROWS_NAMED`` of a
+        stream); True: it does not become the bookmark."""
         form = self.bookmark_form
         named = self.__dict__["_future_rows"] = self.__dict__.get("_future_rows", 0) + 1
         if named <= FUTURE_ROWS_NAMED:
