@@ -351,6 +351,7 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
     reported, settled = fetch(f"select count(vendor_figure), count(case when is_settled then vendor_figure end) "
                               f"from {marts}.fct_marketplace_reconciliation")[0]
     assert reported > 0 and settled == 0, (reported, settled)
+    check_heroku_history(fetch, marts)
 
     return {
         "reconciliation": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_reconciliation")),
@@ -360,6 +361,23 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
                                        f"lifetime_vendor_amount, current_mrr from {marts}.dim_marketplace_licenses")),
         "heroku": sorted(heroku.items()),
     }
+
+
+def check_heroku_history(fetch: t.Callable[[str], list[tuple]], marts: str) -> None:
+    """The chain loads Heroku in legacy mode, with no dates and no prices, and builds on
+    one day: every listed install is provisioned from today on (docs/transform.md,
+    "Heroku installs and add-on MRR"), and none has a price."""
+    from isv_sandbox.heroku import HerokuSettings, generate_apps
+    plans = Counter(app["plan"] for app in generate_apps(HerokuSettings(**SANDBOXES["heroku"])))
+    today = dt.datetime.now(dt.UTC).date()
+    daily = {(day, source, plan, state): (installs, backfilled) for day, source, plan, state, installs, backfilled
+             in fetch(f"select install_day, source, plan, state, installs, backfilled_installs "
+                      f"from {marts}.fct_heroku_installs_daily")}
+    assert daily == {(today, "legacy", plan, "provisioned"): (n, 0) for plan, n in plans.items()}
+    mrr = {plan: (n, priced, unpriced, Decimal(str(value))) for month, plan, n, priced, unpriced, value
+           in fetch(f"select month_start, plan, provisioned_installs, priced_installs, unpriced_installs, mrr "
+                    f"from {marts}.fct_heroku_addon_mrr_monthly") if month == today.replace(day=1)}
+    assert mrr == {plan: (n, 0, n, Decimal(0)) for plan, n in plans.items()}
 
 
 RESULTS: dict[str, dict[str, list[tuple]]] = {}

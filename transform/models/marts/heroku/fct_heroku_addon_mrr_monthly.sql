@@ -1,11 +1,11 @@
--- Add-on MRR per plan and month: the monthly list price of every install provisioned at
--- the month's end (the as-of day for the as-of month), as its version in effect then
--- says (int_heroku__install_versions). Not invoiced revenue: Heroku bills the customer
--- and pays the partner; this is the run rate the plans' prices add up to.
+-- Add-on MRR per plan and month: the monthly price Heroku bills (the add-on's billed_price)
+-- of every install provisioned at the month's end (today for this month), as its version
+-- in effect then says (int_heroku__install_versions). Not invoiced revenue: Heroku bills
+-- the customer and pays the partner; this is the run rate the prices add up to.
 with recursive bounds as (
     select
         {{ month_of('min(valid_from_day)') }} as first_month,
-        {{ month_of(as_of_date()) }} as last_month
+        {{ month_of('current_date') }} as last_month
     from {{ ref('int_heroku__install_versions') }}
 ),
 
@@ -21,9 +21,9 @@ counted_days as (
     select
         month_start,
         case
-            when {{ add_days(add_months('month_start', 1), -1) }} < {{ as_of_date() }}
+            when {{ add_days(add_months('month_start', 1), -1) }} < current_date
                 then {{ add_days(add_months('month_start', 1), -1) }}
-            else {{ as_of_date() }}
+            else current_date
         end as counted_day
     from months
 ),

@@ -1,10 +1,13 @@
--- Installed add-ons per plan and region. The region comes from each add-on's detail
--- call; an add-on removed between the listing and that call has none ("unknown").
+-- Installed add-ons per plan and region now, from either mode (int_heroku__installs: one
+-- row per resource uuid, an install both modes hold counted once). The region is the
+-- legacy detail call's (amazon-web-services::us-east-1) or the Platform API app's (us);
+-- an add-on removed between the legacy listing and its detail call has none ("unknown").
+-- Partner mode's provisioning and deprovisioned add-ons are not installed.
 select
-    coalesce(info.plan, apps.plan) as plan,
-    coalesce(info.region, 'unknown') as region,
+    plan,
+    coalesce(region, 'unknown') as region,
     count(*) as installs,
-    count(distinct info.owner_id) as distinct_owners
-from {{ ref('stg_heroku__apps') }} as apps
-left join {{ ref('stg_heroku__app_info') }} as info on info.resource_uuid = apps.resource_uuid
-group by coalesce(info.plan, apps.plan), coalesce(info.region, 'unknown')
+    count(distinct owner_id) as distinct_owners
+from {{ ref('int_heroku__installs') }}
+where state = 'provisioned'
+group by plan, coalesce(region, 'unknown')

@@ -1,10 +1,11 @@
 -- Installs per day, source, plan and state: each install counts on a day in the version
 -- of it in effect at that day's end (int_heroku__install_versions), from its first day to
--- the as-of day. A combination with no install on a day has no row.
+-- today (not the as-of var: the APIs give today's state only). A combination with no
+-- install on a day has no row.
 with recursive bounds as (
     select
         min(valid_from_day) as first_day,
-        {{ as_of_date() }} as last_day
+        current_date as last_day
     from {{ ref('int_heroku__install_versions') }}
 ),
 

@@ -21,4 +21,4 @@
     ['created_at', 'timestamp', safe_timestamp('created_at')],
     ['updated_at', 'timestamp', safe_timestamp('updated_at')],
 ] -%}
-{{ stage('heroku', 'addons', columns, unique_key='resource_uuid', order_by='updated_at desc') }}
+{{ stage('heroku', 'addons', columns, unique_key='resource_uuid', order_by='updated_at desc nulls last') }}

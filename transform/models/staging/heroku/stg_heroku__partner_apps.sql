@@ -12,4 +12,4 @@
     ['updated_at', 'timestamp', safe_timestamp('updated_at')],
     ['archived_at', 'timestamp', safe_timestamp('archived_at')],
 ] -%}
-{{ stage('heroku', 'partner_apps', columns, unique_key='heroku_app_id', order_by='updated_at desc') }}
+{{ stage('heroku', 'partner_apps', columns, unique_key='heroku_app_id', order_by='updated_at desc nulls last') }}
