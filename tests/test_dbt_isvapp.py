@@ -227,9 +227,11 @@ def expected_adoption(usage: list[tuple]) -> dict[tuple, tuple]:
     rows_of = defaultdict(list)
     for row in usage:
         rows_of[ITEMS[row[2]]].append(row)
+    last_month = {taxonomy: max(month_start(r[0]) for r in usage if ITEMS[r[2]][0] == taxonomy)
+                  for taxonomy, _ in rows_of}
     expected = {}
     for level, rows in rows_of.items():
-        level_months = months_between(min(month_start(r[0]) for r in rows), max(month_start(r[0]) for r in rows))
+        level_months = months_between(min(month_start(r[0]) for r in rows), last_month[level[0]])
         for account in {r[1] for r in rows}:
             mine = [r for r in rows if r[1] == account]
             for month in level_months:
@@ -323,6 +325,9 @@ def test_health_history_and_feature_adoption(kind: str, tmp_path: Path) -> None:
     assert october[:5] == (2, 4, Decimal("0.5000"), 3, 1)
     assert adoption[dt.date(2026, 9, 1), A1, "T-main", "L-feature"][:2] == (0, 3)
     assert adoption[dt.date(2026, 10, 1), A1, "T-addon", "L-addon"][4] is None
+    # Nobody used a product area after August: the level still has its zero months up to
+    # the taxonomy's last month.
+    assert adoption[dt.date(2026, 10, 1), A1, "T-main", "L-area"][:4] == (0, 2, Decimal("0.0000"), 1)
 
     RESULTS[kind] = (sorted(health.items()), sorted(adoption.items()))
     if len(RESULTS) == 2:

@@ -3,8 +3,9 @@
 -- items of their own level (a "Product Area" and a "Feature" are not two features of one
 -- list), and an item is used in a month when its row has operations or users.
 -- Each account has a row for every month from its first month in the level to the
--- level's latest loaded month: a month without rows is a month without use (0), so
--- adoption that stops shows as 0 rather than disappearing.
+-- taxonomy's latest loaded month (an export covers all its selected items for a month):
+-- a month without rows is a month without use (0), so adoption that stops shows as 0
+-- rather than disappearing.
 with recursive usage as (
     select
         usage_month,
@@ -29,10 +30,15 @@ levels as (
         taxonomy_level_id,
         max(taxonomy_label) as taxonomy_label,
         max(taxonomy_level_label) as taxonomy_level_label,
-        min(usage_month) as first_month,
-        max(usage_month) as last_month
+        min(usage_month) as first_month
     from usage
     group by taxonomy_id, taxonomy_level_id
+),
+
+taxonomies as (
+    select taxonomy_id, max(usage_month) as last_month
+    from usage
+    group by taxonomy_id
 ),
 
 months (month_start, last_month) as (
@@ -68,9 +74,10 @@ spine as (
     inner join levels
         on levels.taxonomy_id = account_levels.taxonomy_id
         and levels.taxonomy_level_id = account_levels.taxonomy_level_id
+    inner join taxonomies on taxonomies.taxonomy_id = account_levels.taxonomy_id
     inner join months
         on months.month_start >= account_levels.first_month
-        and months.month_start <= levels.last_month
+        and months.month_start <= taxonomies.last_month
 ),
 
 -- The month each account first used each item, and the month any account first did.
