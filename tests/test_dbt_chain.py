@@ -12,6 +12,7 @@ must give the same marts to the cent.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 
 import isv_sandbox
 from helpers import BIN, LAST_MONTH, REPO
+from isv_sandbox.isvapp import IsvappSettings
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
 from isv_sandbox.marketplace import MarketplaceSettings, Query
 from test_meltano_e2e import PG, postgres_connection
@@ -353,7 +355,10 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
     assert reported > 0 and settled == 0, (reported, settled)
     check_heroku_history(fetch, marts)
 
+    isvapp = check_isvapp_marts(fetch, marts)
+
     return {
+        "isvapp": isvapp,
         "reconciliation": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_reconciliation")),
         "revenue": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_revenue_monthly")),
         "mrr": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_mrr")),
@@ -378,6 +383,46 @@ def check_heroku_history(fetch: t.Callable[[str], list[tuple]], marts: str) -> N
            in fetch(f"select month_start, plan, provisioned_installs, priced_installs, unpriced_installs, mrr "
                     f"from {marts}.fct_heroku_addon_mrr_monthly") if month == today.replace(day=1)}
     assert mrr == {plan: (n, 0, n, Decimal(0)) for plan, n in plans.items()}
+def check_isvapp_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> list[tuple]:
+    """ISVapp health and adoption against the sandbox's accounts and its export rows: every
+    build of a chain runs today, so each account's health has one day, today's scores; the
+    export holds one month (the latest completed), so nothing in it is "new" yet."""
+    app = isv_sandbox.VENDORS["isvapp"][0](IsvappSettings(**SANDBOXES["isvapp"]))
+    app.storage.stop()  # only its generated rows are needed, not its file host
+    health_rows = rows(fetch, f"select health_date, salesforce_account_id, primary_health_score, "
+                              f"primary_health_score_label, lowest_health_score, average_health_score, "
+                              f"health_scores from {marts}.fct_isvapp_account_health_daily")
+    health = {account: (day, *figures) for day, account, *figures in health_rows}
+    assert len(health) == len(health_rows)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    for account in app.accounts:
+        scores = [Decimal(s["score"]) for s in account["health_scores"]]
+        primary = next(s for s in account["health_scores"] if s["is_primary"])
+        average = (sum(scores) / len(scores)).quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+        assert health.pop(account["salesforce_id"]) == (
+            today, Decimal(primary["score"]), primary["label"], min(scores), average, len(scores))
+    assert health == {}
+
+    items = [item for item in app.taxonomy_items if item["taxonomy_id"] == app.taxonomy[0]["id"]]
+    export = {"_months": [LAST_MONTH], "_items": items, "_accounts": None}
+    usage = [json.loads(line) for line in b"".join(app.export_lines(export)).splitlines()]
+    level_of = {item["id"]: item["level_id"] for item in items}
+    seen = Counter(level_of[item] for item in {r["taxonomy_item_id"] for r in usage if int(r["unique_users"])})
+    expected: dict[tuple, list] = defaultdict(lambda: [0, 0, 0])
+    for row in usage:
+        figures = expected[row["salesforce_account_id"], level_of[row["taxonomy_item_id"]]]
+        figures[0] += int(row["unique_users"]) > 0
+        figures[1] = max(figures[1], int(row["unique_users"]))
+        figures[2] += int(row["operations"])
+    loaded = rows(fetch, f"select salesforce_account_id, taxonomy_level_id, usage_month, features_used, "
+                         f"features_seen_to_date, feature_adoption_share, new_features_adopted, "
+                         f"most_used_feature_users, operations from {marts}.fct_isvapp_feature_adoption_monthly")
+    assert {(a, level): [used, users, operations] for a, level, _, used, _, _, _, users, operations in loaded} == expected
+    for account, level, month, used, seen_to_date, share, new, *_ in loaded:
+        assert month.isoformat()[:7] == LAST_MONTH and new is None
+        assert seen_to_date == seen[level]
+        assert share == (Decimal(used) / seen[level]).quantize(Decimal("0.0001"), rounding="ROUND_HALF_UP")
+    return sorted(loaded)
 
 
 RESULTS: dict[str, dict[str, list[tuple]]] = {}
