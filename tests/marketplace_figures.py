@@ -50,6 +50,17 @@ def license_ref(row: dict) -> str:
     return row.get("appEntitlementNumber") or license_id or row["appEntitlementId"]
 
 
+def current_licenses(licenses: list[dict]) -> list[dict]:
+    """One row per license reference, the latest by lastUpdated (as staging keeps it): an
+    evaluation converted in place is exported again as the paid license."""
+    latest: dict[str, dict] = {}
+    for row in licenses:
+        known = latest.get(license_ref(row))
+        if known is None or row.get("lastUpdated", "") >= known.get("lastUpdated", ""):
+            latest[license_ref(row)] = row
+    return list(latest.values())
+
+
 def license_month_mrr(transactions: list[dict], as_of: dt.date) -> dict[tuple[str, str, dt.date], Fraction]:
     """(product, license, month) -> the license's MRR at the month's end, up to the as-of
     month: each line's vendorAmount over the month ends of its period [start, end)."""
@@ -78,7 +89,8 @@ def expected_metrics(transactions: list[dict], licenses: list[dict], as_of: dt.d
     customer there. A license's MRR is never below zero.
     """
     by_license = license_month_mrr(transactions, as_of)
-    company = {license_ref(row): (row.get("contactDetails") or {}).get("company") for row in licenses}
+    company = {license_ref(row): (row.get("contactDetails") or {}).get("company")
+               for row in current_licenses(licenses)}
     last = month_of(as_of)
     # scope key -> month -> customer -> MRR; and -> month -> paying licenses
     customers: dict[tuple[str, str | None], dict[dt.date, dict[str, Fraction]]] = defaultdict(
@@ -141,6 +153,7 @@ def expected_evaluations(licenses: list[dict], transactions: list[dict], as_of: 
     vendorAmount above zero of the paid license (the one naming it, else its own) on or
     after the start; by the as-of day.
     """
+    licenses = current_licenses(licenses)
     refs = {identifier: license_ref(row) for row in [*licenses, *transactions] for identifier in identifiers(row)}
     evaluation_rows: dict[str, dict] = {}
     for row in licenses:
@@ -172,10 +185,11 @@ def expected_evaluations(licenses: list[dict], transactions: list[dict], as_of: 
     evaluations = {}
     for ref in set(evaluation_rows) | set(namings):
         own, naming = evaluation_rows.get(ref), namings.get(ref)
-        start = own["start"] if own else naming["start"]
+        # The evaluation's own row first, the paid license's insights where it has none.
+        start = (own and own["start"]) or (naming and naming["start"])
         if start is None or start > as_of:
             continue
-        end = own["end"] if own else naming["end"]
+        end = (own and own["end"]) or (naming and naming["end"])
         paid = naming["paid"] if naming else ref
         sales = [d for d in paid_sales.get(paid, []) if d >= start]
         conversion = None
