@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import isv_sandbox
+import marketplace_figures
 from helpers import BIN, LAST_MONTH, REPO
 from isv_sandbox.isvapp import IsvappSettings
 from isv_sandbox.meltano import meltano_env as sandbox_meltano_env
@@ -230,62 +231,82 @@ def expected_license_states(licenses: list[dict]) -> dict[str, str]:
 # -- the checks --------------------------------------------------------------------------
 
 
-def expected_metrics(transactions: list[dict], licenses: list[dict]) -> dict[tuple[str, dt.date], dict]:
-    """(product, month) -> customer counts and retention, from each license's MRR; a
-    customer is the license's contact company, else the license."""
-    by_license, _ = license_mrr(transactions)
-    company = {license_ref(row): row["contactDetails"].get("company") for row in licenses}
-    customer_mrr: dict[tuple[str, dt.date], dict[str, Fraction]] = defaultdict(lambda: defaultdict(Fraction))
-    license_months: dict[tuple[str, str], list[dt.date]] = defaultdict(list)
-    for (product, license, month), amount in by_license.items():
-        license_months[product, license].append(month)
-    for (product, license), months in license_months.items():
-        # Every month from the license's first MRR month to the as-of month, at zero
-        # when it pays nothing (never below zero).
-        month = min(months)
-        while month <= month_of(AS_OF):
-            customer_mrr[product, month][company.get(license) or license] += max(
-                by_license.get((product, license, month), Fraction(0)), Fraction(0))
-            month = next_month(month)
-    first_paid: dict[tuple[str, str], dt.date] = {}
-    for (product, month), customers in sorted(customer_mrr.items(), key=lambda item: item[0][1]):
-        for customer, amount in customers.items():
-            if amount > 0:
-                first_paid.setdefault((product, customer), month)
-    metrics = {}
-    for (product, month), customers in customer_mrr.items():
-        before = customer_mrr.get((product, (month - dt.timedelta(days=1)).replace(day=1)), {})
-        kept = {c: v for c, v in before.items() if v > 0}
-        metrics[product, month] = {
-            "paying_customers": sum(1 for v in customers.values() if v > 0),
-            "new_customers": sum(1 for c, v in customers.items() if v > 0 and first_paid[product, c] == month),
-            "churned_customers": sum(1 for c in kept if customers.get(c, 0) == 0),
-            "net_revenue_retention": (sum(customers.get(c, Fraction(0)) for c in kept) / sum(kept.values())
-                                      if kept else None),
-        }
-    return metrics
+def expected_metrics(transactions: list[dict], licenses: list[dict]) -> dict[tuple[str, str | None, dt.date], dict]:
+    """(scope, product or None, month) -> every figure of the metrics mart, per app and
+    for all apps (each customer once across them), from each license's MRR; a customer
+    is the license's contact company, else the license (tests/marketplace_figures.py)."""
+    return marketplace_figures.expected_metrics(transactions, licenses, AS_OF)
+
+
+#: Rates from MRR rounded to the cent: a tenth of a percent at most off.
+RATES = ("logo_churn_rate", "gross_revenue_retention", "net_revenue_retention")
 
 
 def check_metrics(fetch: t.Callable[[str], list[tuple]], marts: str,
                   transactions: list[dict], licenses: list[dict]) -> None:
     expected = expected_metrics(transactions, licenses)
-    loaded = {(product, month): {"paying_customers": paying, "new_customers": new, "churned_customers": churned,
-                                 "net_revenue_retention": nrr}
-              for product, month, paying, new, churned, nrr in fetch(
-                  f"select product_id, metric_month, paying_customers, new_customers, churned_customers, "
-                  f"net_revenue_retention from {marts}.fct_marketplace_metrics_monthly")}
+    _, mrr_lines = license_mrr(transactions)
+    names = list(next(iter(expected.values())))
+    loaded = {(scope, product, month): dict(zip(names, figures)) for scope, product, month, *figures in fetch(
+        f"select scope, product_id, metric_month, {', '.join(names)} from {marts}.fct_marketplace_metrics_monthly")}
     assert set(loaded) == set(expected)
-    for key, figures in expected.items():
+    assert {scope for scope, _, _ in expected} == {"app", "all"}
+    for (scope, product, month), figures in expected.items():
+        # MRR: each line's monthly share is rounded to the cent.
+        cents = Fraction(sum(n for (p, m), n in mrr_lines.items()
+                             if m == month and (scope == "all" or p == product)), 200)
+        paying = figures["paying_customers"]
+        tolerance = {"mrr": cents, "arr": 12 * cents,
+                     "average_revenue_per_customer": (cents / paying if paying else 0) + Fraction(1, 200),
+                     **dict.fromkeys(RATES, Fraction(1, 1000))}
         for name, value in figures.items():
-            got = loaded[key][name]
-            if name != "net_revenue_retention":
-                assert got == value, (key, name, got, value)
-            elif value is None:
-                assert got is None, (key, name)
-            else:
-                # Rates from MRR rounded to the cent: a tenth of a percent at most off.
-                assert abs(Fraction(Decimal(str(got))) - value) <= Fraction(1, 1000), (key, name, got, value)
-    assert sum(f["churned_customers"] for f in expected.values()) > 0
+            got = loaded[scope, product, month][name]
+            assert marketplace_figures.same(got, value, tolerance.get(name, Fraction(0))), (
+                scope, product, month, name, got, value)
+    assert sum(f["churned_customers"] for (scope, _, _), f in expected.items() if scope == "app") > 0
+    assert sum(f["churned_customers"] for (scope, _, _), f in expected.items() if scope == "all") > 0
+
+
+def licenses_as_loaded() -> list[dict]:
+    """The sandbox's licenses as tap-marketplace asks for them without a start date: with
+    data insights from 2018-07-01, then without insights up to 2018-06-30 (a license in
+    both keeps its first row), so a license that ended before July 2018 has no insights."""
+    app = isv_sandbox.VENDORS["marketplace"][0](MarketplaceSettings(**SANDBOXES["marketplace"]))
+    loaded: dict[str, dict] = {}
+    for query in (Query(start="2018-07-01", insights=True), Query(end="2018-06-30")):
+        for row in app.data.licenses(query):
+            loaded.setdefault(marketplace_figures.license_ref(row), row)
+    return list(loaded.values())
+
+
+def check_evaluations(fetch: t.Callable[[str], list[tuple]], marts: str,
+                      transactions: list[dict], licenses: list[dict]) -> dict[str, list[tuple]]:
+    """Every evaluation and every cohort of evaluation-to-paid conversion, as computed in
+    Python from the sandbox's license and transaction rows; return the marts."""
+    evaluations = marketplace_figures.expected_evaluations(licenses, transactions, AS_OF)
+    names = list(next(iter(evaluations.values())))
+    loaded = {ref: dict(zip(names, figures)) for ref, *figures in fetch(
+        f"select evaluation_ref, {', '.join(names)} from {marts}.fct_marketplace_evaluations")}
+    assert set(loaded) == set(evaluations)
+    for ref, figures in evaluations.items():
+        for name, value in figures.items():
+            assert marketplace_figures.same(loaded[ref][name], value), (ref, name, loaded[ref][name], value)
+    converted = [e for e in evaluations.values() if e["is_converted"]]
+    assert 0 < len(converted) < len(evaluations)
+
+    cohorts = marketplace_figures.expected_conversion(evaluations)
+    names = list(next(iter(cohorts.values())))
+    loaded_cohorts = {(scope, product, month): dict(zip(names, figures)) for scope, product, month, *figures in fetch(
+        f"select scope, product_id, evaluation_month, {', '.join(names)} "
+        f"from {marts}.fct_marketplace_evaluation_conversion")}
+    assert set(loaded_cohorts) == set(cohorts)
+    for key, figures in cohorts.items():
+        for name, value in figures.items():
+            got = loaded_cohorts[key][name]
+            assert marketplace_figures.same(got, value, Fraction(1, 2 * 10**6)), (key, name, got, value)
+    return {mart: sorted((rows(fetch, f"select * from {marts}.{mart}")), key=repr)
+            for mart in ("fct_marketplace_metrics_monthly", "fct_marketplace_evaluations",
+                         "fct_marketplace_evaluation_conversion")}
 
 
 def rows(fetch: t.Callable[[str], list[tuple]], sql: str) -> list[tuple]:
@@ -357,8 +378,11 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
 
     isvapp = check_isvapp_marts(fetch, marts)
 
+    metric_marts = check_evaluations(fetch, marts, transactions, licenses_as_loaded())
+
     return {
         "isvapp": isvapp,
+        **metric_marts,
         "reconciliation": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_reconciliation")),
         "revenue": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_revenue_monthly")),
         "mrr": sorted(rows(fetch, f"select * from {marts}.fct_marketplace_mrr")),
