@@ -20,9 +20,6 @@ import json
 import os
 import pickle
 import sys
-import time
-
-STARTED = time.time()
 
 import snowflake.connector
 
@@ -103,7 +100,7 @@ def load(schema: str) -> None:
             array = json.dumps(rows[start:start + 2000], default=str)
             cursor.execute(f"insert into {name} select {selects} "
                            f"from table(flatten(input => parse_json({literal(array)})))")
-        print(f"{name}: {len(rows)} rows {time.time() - STARTED:.1f}s", file=sys.stderr)
+        print(f"{name}: {len(rows)} rows", file=sys.stderr)
 
 
 def serve(port: int) -> None:
