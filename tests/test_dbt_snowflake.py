@@ -147,6 +147,14 @@ def test_marts_on_snowflake_with_fakesnow(fakesnow_port: int, tmp_path: Path) ->
     # the relationship tests warn, as on PostgreSQL and DuckDB; nothing errs.
     assert re.search(r"Done\. PASS=[1-9][0-9]* WARN=[0-9]+ ERROR=0 ", output), output[-8000:]
 
+    # The sources' freshness queries run too (Marketplace's names LASTUPDATED there): every
+    # source with a threshold gets a verdict, whichever it is (the sandbox's dates are fixed,
+    # so its Marketplace rows are stale by now and the command exits non-zero for that).
+    freshness = subprocess.run(["dbt", "source", "freshness", "--target", "snowflake"], cwd=project, env=env,  # noqa: S607
+                               capture_output=True, text=True, timeout=300, check=False)
+    verdicts = re.findall(r"\d+ of (\d+) (?:PASS|WARN|ERROR STALE) freshness of (\S+)", freshness.stdout)
+    assert verdicts and len(verdicts) == int(verdicts[0][0]) >= 5, freshness.stdout[-6000:]
+
     def fetch(sql: str) -> list[tuple]:
         return pickle.loads(client(fakesnow_port, "query", sql))  # noqa: S301 - our own child process
 
