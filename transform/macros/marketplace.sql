@@ -18,24 +18,24 @@ coalesce(
 {#- The columns of the three license event streams (churn, conversion, renewal); an
     event without any license id falls back to the tap's key for it. -#}
 {% macro license_event_columns() %}
-{%- set d = '"licenseDetails"' -%}
+{%- set d = isv_revenue.col('licenseDetails') -%}
 {{ return([
-    ['license_ref', 'text', 'coalesce(' ~ isv_revenue.license_ref(d ~ "->>'appEntitlementNumber'", d ~ "->>'licenseId'", d ~ "->>'addonLicenseId'", d ~ "->>'appEntitlementId'") ~ ', license_key)'],
-    ['event_date', 'date', '"eventDate"'],
-    ['product_id', 'text', '"productId"'],
-    ['addon_key', 'text', '"addonKey"'],
-    ['addon_name', 'text', '"addonName"'],
+    ['license_ref', 'text', 'coalesce(' ~ isv_revenue.license_ref(isv_revenue.json_text(d, 'appEntitlementNumber'), isv_revenue.json_text(d, 'licenseId'), isv_revenue.json_text(d, 'addonLicenseId'), isv_revenue.json_text(d, 'appEntitlementId')) ~ ', license_key)'],
+    ['event_date', 'date', isv_revenue.col('eventDate')],
+    ['product_id', 'text', isv_revenue.col('productId')],
+    ['addon_key', 'text', isv_revenue.col('addonKey')],
+    ['addon_name', 'text', isv_revenue.col('addonName')],
     ['hosting', 'text', 'hosting'],
-    ['app_edition', 'text', '"appEdition"'],
-    ['transaction_id', 'text', '"transactionId"'],
-    ['last_updated', 'date', '"lastUpdated"'],
-    ['license_id', 'text', d ~ "->>'licenseId'"],
-    ['app_entitlement_id', 'text', d ~ "->>'appEntitlementId'"],
-    ['app_entitlement_number', 'text', d ~ "->>'appEntitlementNumber'"],
-    ['cloud_id', 'text', d ~ "->>'cloudId'"],
-    ['maintenance_start_date', 'date', d ~ "->>'maintenanceStartDate'"],
-    ['maintenance_end_date', 'date', d ~ "->>'maintenanceEndDate'"],
-    ['months_valid', 'integer', d ~ "->>'monthsValid'"],
-    ['in_grace_period', 'text', d ~ "->>'inGracePeriod'"],
+    ['app_edition', 'text', isv_revenue.col('appEdition')],
+    ['transaction_id', 'text', isv_revenue.col('transactionId')],
+    ['last_updated', 'date', isv_revenue.col('lastUpdated')],
+    ['license_id', 'text', isv_revenue.json_text(d, 'licenseId')],
+    ['app_entitlement_id', 'text', isv_revenue.json_text(d, 'appEntitlementId')],
+    ['app_entitlement_number', 'text', isv_revenue.json_text(d, 'appEntitlementNumber')],
+    ['cloud_id', 'text', isv_revenue.json_text(d, 'cloudId')],
+    ['maintenance_start_date', 'date', isv_revenue.json_text(d, 'maintenanceStartDate')],
+    ['maintenance_end_date', 'date', isv_revenue.json_text(d, 'maintenanceEndDate')],
+    ['months_valid', 'integer', isv_revenue.json_text(d, 'monthsValid')],
+    ['in_grace_period', 'text', isv_revenue.json_text(d, 'inGracePeriod')],
 ]) }}
 {% endmacro %}

@@ -10,6 +10,9 @@
     then empty (typed) rather than failing, so `dbt build` after one tap builds every
     model and the other taps' marts are simply empty.
 
+    Raw columns in the expressions are written col('fieldName') and resolved here to
+    the column the loader wrote (columns.sql).
+
     target-postgres marks rows that a full-table sync no longer returned with
     _sdc_deleted_at; those are left out. -#}
 {% macro stage(source_name, table_name, columns, unique_key=none, order_by=none) -%}
@@ -27,8 +30,12 @@ select
 where 1 = 0
 {%- else %}
 {%- set raw_columns = [] -%}
+{%- set loaded_columns = [] -%}
 {%- if execute -%}
-  {%- for column in adapter.get_columns_in_relation(loaded) -%}{%- do raw_columns.append(column.name | lower) -%}{%- endfor -%}
+  {%- for column in adapter.get_columns_in_relation(loaded) -%}
+    {%- do raw_columns.append(column.name | lower) -%}
+    {%- do loaded_columns.append(column.name) -%}
+  {%- endfor -%}
 {%- endif %}
 with raw_rows as (
     select * from {{ relation }}
@@ -40,7 +47,7 @@ with raw_rows as (
 typed as (
     select
     {%- for column in columns %}
-        cast({{ column[2] }} as {{ isv_revenue.sql_type(column[1]) }}) as {{ column[0] }}{{ "," if not loop.last }}
+        cast({{ isv_revenue.resolve_loader_columns(column[2], loaded_columns, relation) }} as {{ isv_revenue.sql_type(column[1]) }}) as {{ column[0] }}{{ "," if not loop.last }}
     {%- endfor %}
     from raw_rows
 )

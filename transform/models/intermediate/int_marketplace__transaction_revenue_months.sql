@@ -38,7 +38,7 @@ spread as (
     select
         lines.*,
         cast(round(vendor_amount * 100) as bigint) as vendor_cents,
-        period_end - period_start as period_days
+        {{ days_between('period_start', 'period_end') }} as period_days
     from lines
     where period_end > period_start
 ),
@@ -47,8 +47,8 @@ spread_months as (
     select
         spread.*,
         months.month_start,
-        least(spread.period_end, months.next_month_start)
-            - greatest(spread.period_start, months.month_start) as days_in_month
+        {{ days_between('greatest(spread.period_start, months.month_start)',
+                        'least(spread.period_end, months.next_month_start)') }} as days_in_month
     from spread
     inner join {{ ref('int_months') }} as months
         on months.month_start < spread.period_end

@@ -60,9 +60,9 @@ select
     licenses.status = 'active' and upper(licenses.license_type) in ('COMMERCIAL', 'ACADEMIC') as is_paying_customer,
     licenses.maintenance_start_date,
     licenses.maintenance_end_date,
-    licenses.maintenance_end_date - {{ as_of_date() }} as days_to_expiry,
+    {{ days_between(as_of_date(), 'licenses.maintenance_end_date') }} as days_to_expiry,
     licenses.status = 'active'
-        and licenses.maintenance_end_date - {{ as_of_date() }} between 0 and 30 as expires_within_30_days,
+        and {{ days_between(as_of_date(), 'licenses.maintenance_end_date') }} between 0 and 30 as expires_within_30_days,
     {{ as_of_date() }} as as_of_date,
     licenses.last_updated,
     licenses.company,

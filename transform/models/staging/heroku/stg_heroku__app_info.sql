@@ -7,7 +7,7 @@
     ['plan', 'text', 'plan'],
     ['region', 'text', 'region'],
     ['owner_email', 'text', 'owner_email'],
-    ['owner_id', 'text', "owner->>'uuid'"],
+    ['owner_id', 'text', json_text(col('owner'), 'uuid')],
     ['callback_url', 'text', 'callback_url'],
 ] -%}
 {{ stage('heroku', 'app_info', columns, unique_key='resource_uuid', order_by='resource_uuid') }}

@@ -1,6 +1,6 @@
 {%- set columns = [
     ['isvapp_request_id', 'text', 'isvapp_request_id'],
-    ['row_number', 'bigint', 'row_number'],
+    ['row_number', 'bigint', col('row_number')],
     ['event_type', 'text', 'log_record_type'],
     ['event_at', 'timestamp', safe_timestamp('timestamp_derived')],
     ['request_sf_end_time', 'timestamp', 'request_sf_end_time'],
