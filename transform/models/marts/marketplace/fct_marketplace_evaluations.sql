@@ -133,7 +133,7 @@ select
     conversion_date is not null as is_converted,
     case when conversion_date is not null then paid_license_ref end as converted_license_ref,
     conversion_date,
-    conversion_date - evaluation_start_date as days_to_convert,
+    {{ days_between('evaluation_start_date', 'conversion_date') }} as days_to_convert,
     conversion_date is null and coalesce(evaluation_end_date >= {{ as_of_date() }}, false) as is_open,
     {{ as_of_date() }} as as_of_date
 from with_conversion
