@@ -10,8 +10,10 @@ paged in periods, and the product catalog: ``/latest`` hands out a presigned URL
 second loopback host (127.0.0.2) that streams the CSV and, like S3, refuses a request
 that carries an ``Authorization`` header.
 
-Every figure is a pure function of (seed, report, app, dimension, date), so a period
-read twice gives the same numbers. Settings live in ``MarketplaceSettings.extra``
+The sales reports and the churn, conversion and renewal reports are aggregates of the
+sandbox's own transactions, license events and licenses (``RawFigures``), as Atlassian's
+are of its rows; every other figure is a pure function of (seed, report, app, dimension,
+date). Either way a period read twice gives the same numbers. Settings live in ``MarketplaceSettings.extra``
 (defaults in ``DEFAULTS``); they may be changed on a running sandbox through
 ``app.reports.settings``.
 """
