@@ -188,20 +188,33 @@ def print_mrr(db: duckdb.DuckDBPyConnection) -> None:
 
 
 def print_evaluations(db: duckdb.DuckDBPyConnection) -> None:
-    """Evaluation-to-paid conversion of the twelve months to the as-of day, from the
-    licenses' data insights (the staging model: the conversion mart may not be built)."""
-    started, converted, average_days = db.execute("""
-        select count(*), count(evaluation_sale_date),
-               avg(case when evaluation_sale_date is not null then cast(days_to_convert_eval as integer) end)
-        from analytics_staging.stg_marketplace__licenses
-        where evaluation_start_date > cast(? as date) - interval 12 month
-          and evaluation_start_date <= cast(? as date)""", [AS_OF, AS_OF]).fetchone()
+    """Evaluation-to-paid conversion of the evaluations started in the twelve months to the
+    as-of day: from the conversion mart where it is built, else from the licenses' data
+    insights (the staging model)."""
+    mart = db.execute("select count(*) from information_schema.tables where table_schema = 'analytics' "
+                      "and table_name = 'fct_marketplace_evaluation_conversion'").fetchone()[0]
+    if mart:
+        source = "analytics.fct_marketplace_evaluation_conversion"
+        started, converted, average_days = db.execute("""
+            select sum(evaluations_started), sum(evaluations_converted),
+                   sum(average_days_to_convert * evaluations_converted) / nullif(sum(evaluations_converted), 0)
+            from analytics.fct_marketplace_evaluation_conversion
+            where scope = 'all' and evaluation_month > cast(? as date) - interval 12 month
+              and evaluation_month <= cast(? as date)""", [AS_OF, AS_OF]).fetchone()
+    else:
+        source = "analytics_staging.stg_marketplace__licenses"
+        started, converted, average_days = db.execute("""
+            select count(*), count(evaluation_sale_date),
+                   avg(case when evaluation_sale_date is not null then cast(days_to_convert_eval as integer) end)
+            from analytics_staging.stg_marketplace__licenses
+            where evaluation_start_date > cast(? as date) - interval 12 month
+              and evaluation_start_date <= cast(? as date)""", [AS_OF, AS_OF]).fetchone()
+    started, converted = int(started or 0), int(converted or 0)
     rate = f"{100 * converted / started:.1f} %" if started else "no evaluations"
-    days = f", after {average_days:.1f} days on average" if average_days is not None else ""
-    print(f"\nEvaluations started in the twelve months to {AS_OF}, any hosting (licenses' data insights,\n"
-          f"  evaluationStartDate; analytics_staging.stg_marketplace__licenses): {started}; {converted} of them\n"
-          f"  became paying licenses by the as-of day ({rate}{days}: daysToConvertEval), the\n"
-          "  others expired or are still running.")
+    days = f", after {float(average_days):.1f} days on average" if average_days is not None else ""
+    print(f"\nEvaluations (free trials) started in the twelve months to {AS_OF}, any hosting: {started};\n"
+          f"  {converted} of them became paying licenses by the as-of day ({rate}{days}),\n"
+          f"  the others expired or are still running ({source}).")
 
 
 def print_reconciliation(db: duckdb.DuckDBPyConnection) -> None:
