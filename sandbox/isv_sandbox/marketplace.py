@@ -798,6 +798,7 @@ class ReportingData:
                 else {"email": f"billing{number}@customer.test", "city": "Springfield"},
             },
         }
+        history = None
         if self._has_history(number):
             # A paying license is what its sale lines made it: its current period, and
             # cancelled when its last line was returned, else active until it ends.
@@ -833,7 +834,7 @@ class ReportingData:
             # license is its own (not converted: no sale date); a paying license that
             # converted names its evaluation, when it started and ended, the sale that
             # converted it and the days that took; other licenses have none ("NA").
-            converted = self._has_history(number) and self.converted_evaluation(number)
+            converted = history and self.converted_evaluation(number, history)
             if converted:
                 evaluation = {
                     "evaluationLicense": row.get("appEntitlementNumber")
@@ -1083,8 +1084,9 @@ class ReportingData:
         reached = max(served, default=-1)
         events: list[tuple[int, str, dict, int | None]] = []
         # With a count, histories past the served ones are used too when it asks for
-        # more; the bound only stops a sandbox without any cloud license.
-        last_number = reached if wanted is None else reached + 50 * (wanted + 20)
+        # more (churn is rare in a short span of days); the bound only stops a sandbox
+        # without any cloud license.
+        last_number = reached if wanted is None else reached + 1000 * (wanted + 1)
         for license_number in range(last_number + 1):
             if wanted is not None and len(events) >= wanted:
                 break
@@ -1127,7 +1129,7 @@ class ReportingData:
         paid = [(position, line) for position, line in enumerate(lines)
                 if line["sale_type"] != "Refund"]
         starts = {line["start"] for _, line in paid}
-        if paid and self.converted_evaluation(license_number):
+        if paid and self.converted_evaluation(license_number, lines):
             yield "conversion", paid[0][1]["sale"].isoformat(), paid[0][0]
         for index, (position, line) in enumerate(paid):
             if index and line["sale_type"] != "New" and line["start"] == paid[index - 1][1]["end"]:
@@ -1135,7 +1137,8 @@ class ReportingData:
             if line["start"] not in returned and line["end"] <= last and line["end"] not in starts:
                 yield "churn", line["end"].isoformat(), position
 
-    def converted_evaluation(self, license_number: int) -> dict | None:
+    def converted_evaluation(self, license_number: int, history: list[dict] | None = None
+                             ) -> dict | None:
         """The evaluation a paying license converted from (two in three did): it started
         1 to 30 days before the first sale and was to last 30 days."""
         if not self._is_paying(license_number):
@@ -1143,7 +1146,7 @@ class ReportingData:
         g = _mix(license_number, self.settings.seed + 9)
         if g % 3 == 0:
             return None
-        sale = self.license_history(license_number)[0]["sale"]
+        sale = (history or self.license_history(license_number))[0]["sale"]
         days = 1 + (g >> 3) % 30
         start = sale - datetime.timedelta(days=days)
         return {"start": start, "end": start + datetime.timedelta(days=30), "sale": sale,
