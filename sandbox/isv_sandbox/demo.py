@@ -4,7 +4,9 @@ builds the marts on that file.
 Run it with ``scripts/demo``. No credentials and no server to install: the sandboxes
 start on free loopback ports inside this process, and the warehouse is the file
 ``output/warehouse.duckdb``. It ends with the last twelve months of MRR and its
-movements per app, the most used features, and ``output/mrr_by_month.png``.
+movements per app, the evaluations that converted, how many of Atlassian's monthly
+reports agree with the raw rows (the reconciliation mart), the most used features, and
+``output/mrr_by_month.png``.
 
 The three taps run at once, as the nightly jobs do. DuckDB takes one writer at a time,
 so each run loads its own file (``output/demo-<tap>.duckdb``) and the tables are then
@@ -15,6 +17,7 @@ locked. The runs are full refreshes: no state is kept from one demo to the next.
 
 from __future__ import annotations
 
+import datetime
 import os
 import subprocess
 import sys
@@ -32,13 +35,26 @@ REPO = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd()).resolve()
 MELTANO = Path(sys.executable).parent / "meltano"
 #: The day every figure is as of: the sandboxes' last day of data.
 AS_OF = "2026-06-30"
+#: The reports (sales, churn, conversion, renewal) are Atlassian's aggregates of the same
+#: rows, asked for from this day on (the twelve months to the as-of day and the months
+#: since), so the reconciliation mart lines them up with the raw rows.
+REPORTS_SINCE = "2025-07-01"
+#: Days from REPORTS_SINCE to today: where the sandbox's reports start (it serves them up
+#: to the real date) and where the tap asks from (its `report_history_days`).
+REPORT_DAYS = (datetime.datetime.now(datetime.timezone.utc).date()
+               - datetime.date.fromisoformat(REPORTS_SINCE)).days
 #: More sales than the sandbox's default, so that MRR has a shape worth a chart; the
 #: sales are license histories (renewals, upgrades, downgrades, returns, lapses and
 #: returns after a gap), so every MRR movement shows. ISVapp's usage is not pinned: the
 #: tap asks for the latest completed month by today's date, so the features table is of
 #: last month (it says which).
+#: Every cloud license event of those histories is served (events_per_kind None), each
+#: naming a license the sandbox exports.
 SANDBOX_SETTINGS = {"marketplace": {"licenses": 1200, "transactions": 1500,
-                                    "first_day": "2019-07-01", "last_day": AS_OF}}
+                                    "first_day": "2019-07-01", "last_day": AS_OF,
+                                    "events_per_kind": None,
+                                    "extra": {"report_history_days": REPORT_DAYS}}}
+TAP_SETTINGS = {"tap-marketplace": {"TAP_MARKETPLACE_REPORT_HISTORY_DAYS": str(REPORT_DAYS)}}
 
 
 def configured_taps() -> set[str]:
@@ -71,7 +87,7 @@ def main() -> int:
                 cwd=REPO, env=meltano_env(REPO, tap, server.app.tap_config(), {
                     "MELTANO_DATABASE_URI": f"sqlite:///{own.with_suffix('.meltano.db')}",
                     "TARGET_DUCKDB_FILEPATH": str(own),
-                    "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": schema}),
+                    "TARGET_DUCKDB_DEFAULT_TARGET_SCHEMA": schema, **TAP_SETTINGS.get(tap, {})}),
                 stdout=log_file, stderr=subprocess.STDOUT,
             )
         runs[tap] = (server, process, log, own, time.monotonic())
@@ -142,6 +158,8 @@ def build_marts(database: Path) -> int:
         return run.returncode
     with duckdb.connect(str(database), read_only=True) as db:
         print_mrr(db)
+        print_evaluations(db)
+        print_reconciliation(db)
         print_features(db)
         chart = REPO / "output" / "mrr_by_month.png"
         write_mrr_chart(db, chart)
@@ -167,6 +185,63 @@ def print_mrr(db: duckdb.DuckDBPyConnection) -> None:
     for month, app, *amounts, licenses in rows:
         print("  {:<7}  {:<13} {:>10,.2f} {:>9,.2f} {:>9,.2f} {:>11,.2f} {:>9,.2f} {:>12,.2f} {:>8}".format(
             month, app, *amounts, licenses))
+
+
+def print_evaluations(db: duckdb.DuckDBPyConnection) -> None:
+    """Evaluation-to-paid conversion of the evaluations started in the twelve months to the
+    as-of day: from the conversion mart where it is built, else from the licenses' data
+    insights (the staging model)."""
+    mart = db.execute("select count(*) from information_schema.tables where table_schema = 'analytics' "
+                      "and table_name = 'fct_marketplace_evaluation_conversion'").fetchone()[0]
+    if mart:
+        source = "analytics.fct_marketplace_evaluation_conversion"
+        started, converted, average_days = db.execute("""
+            select sum(evaluations_started), sum(evaluations_converted),
+                   sum(average_days_to_convert * evaluations_converted) / nullif(sum(evaluations_converted), 0)
+            from analytics.fct_marketplace_evaluation_conversion
+            where scope = 'all' and evaluation_month > cast(? as date) - interval 12 month
+              and evaluation_month <= cast(? as date)""", [AS_OF, AS_OF]).fetchone()
+    else:
+        source = "analytics_staging.stg_marketplace__licenses"
+        started, converted, average_days = db.execute("""
+            select count(*), count(evaluation_sale_date),
+                   avg(case when evaluation_sale_date is not null then cast(days_to_convert_eval as integer) end)
+            from analytics_staging.stg_marketplace__licenses
+            where evaluation_start_date > cast(? as date) - interval 12 month
+              and evaluation_start_date <= cast(? as date)""", [AS_OF, AS_OF]).fetchone()
+    started, converted = int(started or 0), int(converted or 0)
+    rate = f"{100 * converted / started:.1f} %" if started else "no evaluations"
+    days = f", after {float(average_days):.1f} days on average" if average_days is not None else ""
+    print(f"\nEvaluations (free trials) started in the twelve months to {AS_OF}, any hosting: {started};\n"
+          f"  {converted} of them became paying licenses by the as-of day ({rate}{days}),\n"
+          f"  the others expired or are still running ({source}).")
+
+
+def print_reconciliation(db: duckdb.DuckDBPyConnection) -> None:
+    """How many of Atlassian's monthly figures agree with the raw rows, by the warn test's
+    rule at its default tolerances (docs/transform.md)."""
+    rows = db.execute("""
+        select measure, is_settled, count(*), count(case when difference = 0 then 1 end),
+               count(case when abs(difference) <= case when measure = 'sales_revenue'
+                   then greatest(1.00, 0.02 * abs(vendor_figure)) else greatest(1, 0.02 * abs(vendor_figure)) end
+                   then 1 end),
+               strftime(min(period_month), '%Y-%m'), strftime(max(period_month), '%Y-%m')
+        from analytics.fct_marketplace_reconciliation
+        where vendor_figure is not null
+        group by all order by measure""").fetchall()
+    settled = [row for row in rows if row[1]]
+    pairs, exact, agreeing = (sum(row[i] for row in settled) for i in (2, 3, 4))
+    unsettled = sum(row[2] for row in rows if not row[1])
+    months = (f"{min(row[5] for row in settled)} to {max(row[6] for row in settled)}"
+              if settled else "none")
+    print(f"\nReconciliation as of {AS_OF} (analytics.fct_marketplace_reconciliation): Atlassian's monthly\n"
+          "  reports (sales count and revenue, churned, converted and renewed cloud licenses) against\n"
+          "  the same figures from the loaded transactions and license events, per app and month.\n"
+          f"  Settled months (ended 7 days or more before the as-of day), {months}: {agreeing} of {pairs}\n"
+          f"  pairs agree within the warn test's tolerance ({exact} exactly); {unsettled} pairs of later\n"
+          "  months are not compared yet.")
+    for measure, _, count, same, within, _, _ in settled:
+        print(f"    {measure:<20} {within:>4} of {count:<4} agree ({same} exactly)")
 
 
 def print_features(db: duckdb.DuckDBPyConnection) -> None:

@@ -67,7 +67,12 @@ class MarketplaceSettings:
     licenses: int = 120
     transactions: int = 90
     feedback: int = 40
-    events_per_kind: int = 30
+    #: Cloud license events (churn, conversion, renewal) are the cloud license histories'
+    #: events. An int: exactly this many of each kind, the first ones in license order
+    #: (taken from licenses beyond what ``licenses``/``transactions`` serve when more are
+    #: asked than those give). None: every event of the histories the transactions serve,
+    #: each naming a license the sandbox exports.
+    events_per_kind: int | None = 30
     attributions: int = 35
     #: First and last day of generated license/transaction dates.
     first_day: str = "2016-01-01"
@@ -602,6 +607,8 @@ def now() -> float:
     return time.monotonic()
 
 
+#: A converted Server or Data Center license's evaluation had its own SEN: this plus its number.
+EVALUATION_SEN_BASE = 9000000
 #: Data Center licenses carry an entitlement number from this day on (Atlassian added them in 2025).
 DC_ENTITLEMENTS_SINCE = "2025-01-01"
 
@@ -660,8 +667,12 @@ class ReportingData:
         self.inserted_first: dict[str, list[dict]] = {}
         #: Numbers of generated rows deleted at the vendor, by kind (feedback).
         self.deleted: dict[str, set[int]] = {}
+        #: Counts the changes below: what is derived from the rows (the reports) is
+        #: computed again after one.
+        self.version = 0
 
     def update(self, kind: str, numbers: t.Iterable[int], **fields: t.Any) -> None:
+        self.version += 1
         for number in numbers:
             self.overrides.setdefault(kind, {}).setdefault(number, {}).update(fields)
 
@@ -669,10 +680,12 @@ class ReportingData:
         """Rows that appear from now on, after the generated ones (``licenses``,
         ``transactions``, ``churn``/``conversion``/``renewal`` events, ``feedback``,
         ``marketing_attribution``); identical rows may be added twice."""
+        self.version += 1
         self.added.setdefault(kind, []).extend(dict(row) for row in rows)
 
     def insert_first(self, kind: str, rows: t.Iterable[dict]) -> None:
         """Rows that appear from now on before every other row of ``kind`` (newest first)."""
+        self.version += 1
         self.inserted_first.setdefault(kind, []).extend(dict(row) for row in rows)
 
     def with_vendor_fields(self, kind: str, row: dict) -> dict:
@@ -762,14 +775,19 @@ class ReportingData:
     def license(self, number: int, app: dict, *, insights: bool) -> dict:
         h = _mix(number, self.settings.seed)
         hosting = HOSTINGS[h % 3]
-        start, end, updated = self._dates(h, 30 if hosting == "Cloud" else 365)
+        license_type = LICENSE_TYPES[(h >> 9) % len(LICENSE_TYPES)]
+        evaluating = license_type == "EVALUATION"
+        # An evaluation lasts 30 days and is active until then (it converts, see
+        # converted_evaluation, or expires); other licenses without sales keep drawn states.
+        start, end, updated = self._dates(h, 30 if hosting == "Cloud" or evaluating else 365)
         country, region = REGIONS[(h >> 7) % len(REGIONS)]
         row: dict[str, t.Any] = {
             "addonKey": app["appKey"], "productId": app["productId"],
             "addonName": app["appName"], "hosting": hosting,
-            "licenseType": LICENSE_TYPES[(h >> 9) % len(LICENSE_TYPES)],
-            "status": ("active", "inactive", "cancelled")[(h >> 11) % 3],
-            "tier": f"{10 * (1 + (h >> 13) % 50)} Users",
+            "licenseType": license_type,
+            "status": ("active" if end > self.settings.last_day else "inactive") if evaluating
+            else ("active", "inactive", "cancelled")[(h >> 11) % 3],
+            "tier": "Evaluation" if evaluating else f"{10 * (1 + (h >> 13) % 50)} Users",
             "lastUpdated": updated, "maintenanceStartDate": start, "maintenanceEndDate": end,
             "licenseSourceType": "Atlassian" if number % 15 == 14 else "Non-Atlassian",
             "contactDetails": {
@@ -780,6 +798,7 @@ class ReportingData:
                 else {"email": f"billing{number}@customer.test", "city": "Springfield"},
             },
         }
+        history = None
         if self._has_history(number):
             # A paying license is what its sale lines made it: its current period, and
             # cancelled when its last line was returned, else active until it ends.
@@ -811,13 +830,32 @@ class ReportingData:
             row["partnerDetails"] = {"partnerName": "Reseller X", "partnerType": "Reseller",
                                      "billingContact": {"email": "partner@reseller.test"}}
         if insights:
+            # Data insights describe the evaluation a license came from: an evaluation
+            # license is its own (not converted: no sale date); a paying license that
+            # converted names its evaluation, when it started and ended, the sale that
+            # converted it and the days that took; other licenses have none ("NA").
+            converted = history and self.converted_evaluation(number, history)
+            if converted:
+                evaluation = {
+                    "evaluationLicense": row.get("appEntitlementNumber")
+                    or f"SEN-{EVALUATION_SEN_BASE + number}",
+                    "evaluationStartDate": converted["start"].isoformat(),
+                    "evaluationEndDate": converted["end"].isoformat(),
+                    "evaluationSaleDate": converted["sale"].isoformat(),
+                    "daysToConvertEval": str(converted["days"])}
+            elif evaluating:
+                evaluation = {"evaluationLicense": None, "evaluationStartDate": row["maintenanceStartDate"],
+                              "evaluationEndDate": row["maintenanceEndDate"],
+                              "evaluationSaleDate": "NA", "daysToConvertEval": "NA"}
+            else:
+                evaluation = {"evaluationLicense": None, "evaluationStartDate": "NA",
+                              "evaluationEndDate": "NA", "evaluationSaleDate": "NA",
+                              "daysToConvertEval": "NA"}
             row.update(
                 attribution={"channel": ("direct", "search", "referral")[h % 3],
                              "referrerDomain": "google.com", "campaignSource": None},
                 evaluationOpportunitySize=("NA", "Pending", "100")[(h >> 5) % 3],
-                evaluationLicense=None if h % 2 else f"E-EVAL-{number}",
-                daysToConvertEval=str((h >> 6) % 30),
-                evaluationStartDate=start, evaluationEndDate=end, evaluationSaleDate="NA",
+                **evaluation,
                 parentProductBillingCycle=("ANNUAL", "MONTHLY", "NA")[(h >> 8) % 3],
                 parentProductName=("Jira", "Confluence")[(h >> 10) % 2],
                 parentProductEdition=("Free", "Standard", "Premium")[(h >> 12) % 3],
@@ -1005,39 +1043,140 @@ class ReportingData:
                        licenseId=f"SEN-{2000000 + number}")
         return row
 
+    # Cloud license events are what the cloud license histories did (reference §7.4):
+    # a conversion when an evaluation's first sale makes it a paying license, a renewal
+    # when a paid period is followed by the next one the day it ends (at the same, a higher
+    # or a lower tier), a churn when a paid period ends with no next one (a returned
+    # period is a refund, not a churn). Events name the license by its entitlement
+    # number, as cloud events do; Atlassian-sourced licenses, which the tap does not ask
+    # for, have none.
+
     def events(self, kind: str, query: Query) -> t.Iterator[dict]:
         overrides = self.overrides.get(kind, {})
-        salt = {"churn": 3, "conversion": 4, "renewal": 5}[kind]
         every = self.settings.flattened_license_details_every
-        for number in range(self.settings.events_per_kind):
-            app = self._app(number, query)
+        for number, (license_number, event_date, line, line_number) in enumerate(
+                self._license_events(kind)):
+            app = self._app(license_number, query)
             if app is None:
                 continue
-            h = _mix(number, self.settings.seed + salt)
-            event_date, maintenance_end, updated = self._dates(h, 30)
-            details = {"licenseId": f"SEN-{2000000 + number}",
-                       "appEntitlementId": str(uuid.UUID(int=h << 40 | number, version=4)),
-                       "appEntitlementNumber": f"E-5{number:07d}", "cloudId": f"c-{h % 997}",
-                       "maintenanceStartDate": event_date,
-                       "maintenanceEndDate": maintenance_end, "monthsValid": 1}
-            row: dict[str, t.Any] = {
-                "addonKey": app["appKey"], "productId": app["productId"],
-                "addonName": app["appName"], "hosting": ("Cloud", "Data center")[h % 2],
-                "appEdition": "Standard", "lastUpdated": updated, "eventDate": event_date,
-                "transactionId": f"IN-EU-{h % 100000}",
-            }
-            if every and kind == "renewal" and number % every == 0:
-                row.update(details, licenseDetails=None)  # the spec example's flat form
-            else:
-                row["licenseDetails"] = details
-            if number in overrides:
-                row.update(overrides[number])
             if (query.start and event_date < query.start) or (
                     query.end and event_date > query.end):
                 continue
+            row = self.event_row(kind, number, app, license_number, event_date, line,
+                                 line_number)
+            if every and kind == "renewal" and number % every == 0:
+                details = row.pop("licenseDetails")
+                row.update(details, licenseDetails=None)  # the spec example's flat form
+            if number in overrides:
+                row.update(overrides[number])
             if self._updated_since(row, query):
                 yield row
         yield from self._added(kind, query, "eventDate")
+
+    def _license_events(self, kind: str) -> list[tuple[int, str, dict, int | None]]:
+        """(license number, event day, the line it is about, its transaction line number)
+        for every generated event of ``kind``, in license order (computed once)."""
+        cache = self.__dict__.setdefault("_events_cache", {})
+        if kind in cache:
+            return cache[kind]
+        wanted = self.settings.events_per_kind
+        served = self._served_lines()
+        reached = max(served, default=-1)
+        events: list[tuple[int, str, dict, int | None]] = []
+        # With a count, histories past the served ones are used too when it asks for
+        # more (churn is rare in a short span of days); the bound only stops a sandbox
+        # without any cloud license.
+        last_number = reached if wanted is None else reached + 1000 * (wanted + 1)
+        for license_number in range(last_number + 1):
+            if wanted is not None and len(events) >= wanted:
+                break
+            if not self._has_cloud_events(license_number):
+                continue
+            history = self.license_history(license_number)
+            first_line = served.get(license_number, (None, len(history)))[0]
+            count = served.get(license_number, (None, len(history)))[1]
+            for event_kind, day, position in self.history_events(license_number, history[:count]):
+                if event_kind == kind:
+                    line_number = None if first_line is None else first_line + position
+                    events.append((license_number, day, history[position], line_number))
+        cache[kind] = events if wanted is None else events[:wanted]
+        return cache[kind]
+
+    def _has_cloud_events(self, license_number: int) -> bool:
+        h = _mix(license_number, self.settings.seed)
+        return (HOSTINGS[h % 3] == "Cloud" and self._is_paying(license_number)
+                and license_number % 15 != 14
+                and (self.settings.events_per_kind is not None
+                     or license_number < self.settings.licenses))
+
+    def _served_lines(self) -> dict[int, tuple[int, int]]:
+        """License number -> (its first transaction line number, how many of its lines
+        the transactions serve), for every license the transactions reach."""
+        served = self.__dict__.get("_served")
+        if served is None:
+            served = {}
+            for number, (license_number, _, _) in enumerate(self._sale_lines()):
+                first, count = served.get(license_number, (number, 0))
+                served[license_number] = (first, count + 1)
+            self._served = served
+        return served
+
+    def history_events(self, license_number: int, lines: list[dict]
+                       ) -> t.Iterator[tuple[str, str, int]]:
+        """(kind, day, position of the line in ``lines``) of a cloud license's events."""
+        last = datetime.date.fromisoformat(self.settings.last_day)
+        returned = {line["start"] for line in lines if line["sale_type"] == "Refund"}
+        paid = [(position, line) for position, line in enumerate(lines)
+                if line["sale_type"] != "Refund"]
+        starts = {line["start"] for _, line in paid}
+        if paid and self.converted_evaluation(license_number, lines):
+            yield "conversion", paid[0][1]["sale"].isoformat(), paid[0][0]
+        for index, (position, line) in enumerate(paid):
+            if index and line["sale_type"] != "New" and line["start"] == paid[index - 1][1]["end"]:
+                yield "renewal", line["start"].isoformat(), position
+            if line["start"] not in returned and line["end"] <= last and line["end"] not in starts:
+                yield "churn", line["end"].isoformat(), position
+
+    def converted_evaluation(self, license_number: int, history: list[dict] | None = None
+                             ) -> dict | None:
+        """The evaluation a paying license converted from (two in three did): it started
+        1 to 30 days before the first sale and was to last 30 days."""
+        if not self._is_paying(license_number):
+            return None
+        g = _mix(license_number, self.settings.seed + 9)
+        if g % 3 == 0:
+            return None
+        sale = (history or self.license_history(license_number))[0]["sale"]
+        days = 1 + (g >> 3) % 30
+        start = sale - datetime.timedelta(days=days)
+        return {"start": start, "end": start + datetime.timedelta(days=30), "sale": sale,
+                "days": days}
+
+    def event_row(self, kind: str, number: int, app: dict, license_number: int,
+                  event_date: str, line: dict, line_number: int | None) -> dict:
+        """Event ``number`` of ``kind``: a cloud license's churn, conversion or renewal."""
+        g = _mix(license_number, self.settings.seed)
+        h = _mix(number, self.settings.seed + {"churn": 3, "conversion": 4, "renewal": 5}[kind])
+        entitlement = f"E-4{license_number:07d}"
+        last = self.settings.last_day
+        day = datetime.date.fromisoformat(event_date)
+        updated = min(last, (day + datetime.timedelta(days=h % 20)).isoformat())
+        return {
+            "addonKey": app["appKey"], "productId": app["productId"],
+            "addonName": app["appName"], "hosting": "Cloud",
+            "appEdition": ("Standard", "Advanced")[(g >> 17) % 2],
+            "lastUpdated": updated, "eventDate": event_date,
+            # A churn is no sale; a renewal or conversion is the sale line's transaction.
+            "transactionId": None if kind == "churn" or line_number is None
+            else f"AT-{3000000 + line_number // 2}",
+            "licenseDetails": {
+                # Cloud events put the entitlement number in licenseId (reference §7.4).
+                "licenseId": entitlement,
+                "appEntitlementId": str(uuid.UUID(int=g << 40 | license_number, version=4)),
+                "appEntitlementNumber": entitlement, "cloudId": f"cloud-{g % 99991}",
+                "maintenanceStartDate": line["start"].isoformat(),
+                "maintenanceEndDate": line["end"].isoformat(), "monthsValid": line["months"]},
+        }
 
     def attributions(self, query: Query) -> t.Iterator[dict]:
         for number in range(self.settings.attributions):

@@ -10,8 +10,10 @@ paged in periods, and the product catalog: ``/latest`` hands out a presigned URL
 second loopback host (127.0.0.2) that streams the CSV and, like S3, refuses a request
 that carries an ``Authorization`` header.
 
-Every figure is a pure function of (seed, report, app, dimension, date), so a period
-read twice gives the same numbers. Settings live in ``MarketplaceSettings.extra``
+The sales reports and the churn, conversion and renewal reports are aggregates of the
+sandbox's own transactions, license events and licenses (``RawFigures``), as Atlassian's
+are of its rows; every other figure is a pure function of (seed, report, app, dimension,
+date). Either way a period read twice gives the same numbers. Settings live in ``MarketplaceSettings.extra``
 (defaults in ``DEFAULTS``); they may be changed on a running sandbox through
 ``app.reports.settings``.
 """
@@ -66,7 +68,7 @@ EVALUATION_DIMENSIONS = {
 SALES_DIMENSIONS = {
     **EVALUATION_DIMENSIONS,
     "tier": ("10 Users", "25 Users", "100 Users", "Unlimited Users"),
-    "type": ("New", "Renewal", "Upgrade", "Refund"),
+    "type": ("New", "Renewal", "Upgrade", "Refund", "Downgrade"),
 }
 FEEDBACK_DIMENSIONS = {
     "type": ("disable", "uninstall", "unsubscribe"),
@@ -130,6 +132,7 @@ class MarketplaceReports:
         self.settings = ReportSettings(app.settings.extra)
         self.seed = app.settings.seed
         self.storage: SandboxServer | None = None
+        self._raw: RawFigures | None = None
         self._storage_lock = threading.Lock()
         self._signing_key = f"sandbox-signing-{self.seed}".encode()
         #: Bodies of the partner-metrics POSTs, as received (for tests).
@@ -248,26 +251,37 @@ class MarketplaceReports:
 
     def sales_metrics(self, request: Request, developer_id: str, metric: str) -> Response:
         # productId is honoured here, except on /hosting (reference §7.5).
+        raw = self.raw_figures()
         return self.series_report(
-            request, developer_id, f"sales/{metric}", SALES_DIMENSIONS[metric], sales=True,
-            by_product=metric != "hosting",
+            request, developer_id, f"sales/{metric}",
+            raw.names.get(f"sales/{metric}") or SALES_DIMENSIONS[metric], sales=True,
+            by_product=metric != "hosting", raw=raw,
             qualifier=("evaluationType", "Net new evaluation") if metric == "hosting" else None)
 
     def license_event_metrics(self, request: Request, developer_id: str, metric: str
                               ) -> Response:
+        raw = self.raw_figures()
         if metric == "conversion":
             return self.series_report(request, developer_id, "conversion",
-                                      ("Evaluations", "Conversions"),
+                                      ("Evaluations", "Conversions"), raw=raw,
                                       qualifier=("conversionType", "Upgrade"))
         names = ("Customers", "Cancellations") if metric == "churn" else (
             "Renewal opportunities", "Renewals")
-        return self.series_report(request, developer_id, metric, names,
+        return self.series_report(request, developer_id, metric, names, raw=raw,
                                   datasets=BILLING_PERIODS, unique_total=metric == "churn")
+
+    def raw_figures(self) -> RawFigures:
+        """The sales and license-event figures of the sandbox's own rows (computed once
+        per state of the rows)."""
+        data = self.app.data
+        if self._raw is None or self._raw.version != data.version:
+            self._raw = RawFigures(self.app)
+        return self._raw
 
     def series_report(self, request: Request, developer_id: str, report: str,
                       dimensions: t.Sequence[str], *, datasets: t.Sequence[str] = (),
                       unique_total: bool = False, sales: bool = False,
-                      by_product: bool = False,
+                      by_product: bool = False, raw: RawFigures | None = None,
                       qualifier: tuple[str, str] | None = None) -> Response:
         aggregation = self.aggregation(request)
         if isinstance(aggregation, Response):
@@ -283,6 +297,17 @@ class MarketplaceReports:
         def series(app_key: str, dataset: str, name: str) -> dict:
             elements = []
             for day in dates:
+                if raw is not None:
+                    # What the raw rows of this period hold (from the first day asked when
+                    # the first period is partial).
+                    first = max(day, first_asked) if self.settings.partial_first_period else day
+                    count, net, revenue = raw.period(report, app_key, dataset, name, first,
+                                                     following(day, aggregation))
+                    element = {"date": day.isoformat(), "count": count}
+                    if sales:
+                        element.update(netCount=net, revenue=revenue)
+                    elements.append(element)
+                    continue
                 count = self.figure(report, app_key, dataset, name, day, aggregation)
                 if self.settings.partial_first_period and day < first_asked:
                     days = (following(day, aggregation) - day).days
@@ -764,6 +789,93 @@ class MarketplaceReports:
             "is_auto_update_strategy_available": "true" if hosting == "CLOUD" else "false",
         }
         return ",".join(csv_field(values[c]) for c in CATALOG_COLUMNS) + "\r\n"
+
+
+class RawFigures:
+    """The sales and cloud license-event reports as Atlassian derives them from the rows it
+    serves (so the reconciliation mart agrees on the sandbox, docs/transform.md):
+
+    - sales by each dimension: the transaction lines by ``saleDate`` (count; ``netCount``
+      the lines less the refund lines; ``revenue`` the sum of ``vendorAmount``, refunds
+      negative), one series per value of the dimension the lines have;
+    - churn ``Cancellations``, renewal ``Renewals`` and conversion ``Conversions``: the
+      events of ``/details`` by ``eventDate``, the first two in the dataset of their
+      billing period (``monthsValid`` 1: Monthly, else Annual);
+    - the bases: ``Customers`` and ``Renewal opportunities`` are the licenses that came to
+      the end of a paid period (renewed or churned), ``Evaluations`` the cloud
+      evaluations that started (evaluation licenses and the evaluations paying licenses
+      converted from, by ``evaluationStartDate``).
+    """
+
+    SALES_KEYS: t.ClassVar[dict[str, t.Callable[[dict], t.Any]]] = {
+        "country": lambda row: row["customerDetails"].get("country"),
+        "hosting": lambda row: row["purchaseDetails"].get("hosting"),
+        "partner": lambda row: (row.get("partnerDetails") or {}).get("partnerName") or "Direct",
+        "region": lambda row: row["customerDetails"].get("region"),
+        "tier": lambda row: row["purchaseDetails"].get("tier"),
+        "type": lambda row: row["purchaseDetails"].get("saleType"),
+    }
+
+    def __init__(self, app: MarketplaceApp) -> None:
+        from isv_sandbox.marketplace import Query  # noqa: PLC0415 - the module imports this one
+
+        self.version = app.data.version
+        #: (report, app key, dataset, series) -> day -> [count, net count, revenue in cents]
+        self.days: dict[tuple, dict[datetime.date, list[int]]] = {}
+        #: Series names per sales report: the values the lines have.
+        self.names: dict[str, tuple[str, ...]] = {}
+        values: dict[str, set[str]] = {metric: set() for metric in self.SALES_KEYS}
+        for row in app.data.transactions(Query()):
+            details = row["purchaseDetails"]
+            day = datetime.date.fromisoformat(details["saleDate"][:10])
+            refund = details.get("saleType") == "Refund"
+            cents = round(100 * float(details.get("vendorAmount") or 0))
+            for metric, key in self.SALES_KEYS.items():
+                name = str(key(row))
+                values[metric].add(name)
+                self.add((f"sales/{metric}", row["addonKey"], "", name), day,
+                         -1 if refund else 1, cents)
+        self.names = {f"sales/{metric}": tuple(sorted(names)) for metric, names in values.items()}
+        series = {"churn": ("Cancellations", "Customers"), "renewal": ("Renewals",
+                                                                       "Renewal opportunities")}
+        for kind in ("churn", "renewal", "conversion"):
+            for row in app.data.events(kind, Query()):
+                details = row.get("licenseDetails") or row
+                day = datetime.date.fromisoformat(row["eventDate"][:10])
+                if kind == "conversion":
+                    self.add(("conversion", row["addonKey"], "", "Conversions"), day)
+                    continue
+                dataset = "Monthly" if details.get("monthsValid") == 1 else "Annual"
+                for report in ("churn", "renewal"):
+                    # A renewal or a churn is one opportunity to renew, in both reports.
+                    name = series[report][0] if report == kind else series[report][1]
+                    self.add((report, row["addonKey"], dataset, name), day)
+                    if report == kind:
+                        self.add((report, row["addonKey"], dataset, series[report][1]), day)
+        for row in app.data.licenses(Query(insights=True)):
+            started = row.get("evaluationStartDate")
+            if row.get("hosting") == "Cloud" and started and started != "NA":
+                self.add(("conversion", row["addonKey"], "", "Evaluations"),
+                         datetime.date.fromisoformat(started[:10]))
+
+    def add(self, key: tuple, day: datetime.date, net: int = 1, cents: int = 0) -> None:
+        figures = self.days.setdefault(key, {}).setdefault(day, [0, 0, 0])
+        figures[0] += 1
+        figures[1] += net
+        figures[2] += cents
+
+    def period(self, report: str, app_key: str, dataset: str, name: str,
+               first: datetime.date, end: datetime.date) -> tuple[int, int, float]:
+        """(count, net count, revenue) of the days first..end (exclusive)."""
+        by_day = self.days.get((report, app_key, dataset, name), {})
+        count = net = cents = 0
+        day = first
+        while day < end:
+            figures = by_day.get(day)
+            if figures:
+                count, net, cents = count + figures[0], net + figures[1], cents + figures[2]
+            day += datetime.timedelta(days=1)
+        return count, net, cents / 100
 
 
 class CatalogStorage(VendorApp):
