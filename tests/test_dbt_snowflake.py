@@ -35,7 +35,7 @@ import yaml
 
 import isv_sandbox
 from helpers import BIN, REPO
-from test_dbt_chain import AS_OF, SANDBOXES, check_marts
+from test_dbt_chain import AS_OF, REPORT_DAYS, SANDBOXES, check_marts
 
 #: dbt-core pinned to the release Meltano's dbt utilities use; without the pin pip takes
 #: a dbt-core that downloads a parser binary at install time.
@@ -107,7 +107,10 @@ def load_taps(port: int, tmp_path: Path) -> None:
         tap = isv_sandbox.VENDORS[vendor][2]
         with isv_sandbox.start(vendor, **SANDBOXES[vendor]) as server:
             config = tmp_path / f"{tap}.json"
-            config.write_text(json.dumps(server.app.tap_config()))
+            # The Marketplace reports from where the chain's sandbox starts them, as the
+            # chain's tap asks (its check_reconciliation compares every settled month).
+            history = {"report_history_days": REPORT_DAYS} if vendor == "marketplace" else {}
+            config.write_text(json.dumps({**server.app.tap_config(), **history}))
             discovered = subprocess.run([str(BIN / tap), "--config", str(config), "--discover"],  # noqa: S603
                                         capture_output=True, text=True, timeout=300, check=True)
             catalog = json.loads(discovered.stdout)
