@@ -177,7 +177,7 @@ def license_mrr(transactions: list[dict]) -> tuple[dict, Counter]:
             month = next_month(month)
         for month in month_ends:
             if month <= month_of(AS_OF):
-                by_license[row["productId"], license_ref(row), month] += (
+                by_license[row["productId"], marketplace_figures.license_ref(row), month] += (
                     Fraction(Decimal(str(details["vendorAmount"]))) / len(month_ends))
                 lines[row["productId"], month] += 1
     return by_license, lines
@@ -213,16 +213,6 @@ def expected_mrr(transactions: list[dict]) -> tuple[dict, Counter, dict]:
     return mrr, lines, movements
 
 
-def license_ref(row: dict) -> str:
-    """The SEN first (docs/transform.md); the sandbox's rows of one license share it."""
-    license_id = row.get("licenseId")
-    if license_id and not license_id.startswith("E-"):
-        return license_id
-    if row.get("addonLicenseId"):
-        return f"SEN-{row['addonLicenseId']}"
-    return row.get("appEntitlementNumber") or license_id or row["appEntitlementId"]
-
-
 def expected_license_states(licenses: list[dict]) -> dict[str, str]:
     states = {}
     for row in licenses:
@@ -233,7 +223,7 @@ def expected_license_states(licenses: list[dict]) -> dict[str, str]:
                      else "active_free")
         else:
             state = "cancelled" if row["status"] == "cancelled" else "expired"
-        states[license_ref(row)] = state
+        states[marketplace_figures.license_ref(row)] = state
     return states
 
 
@@ -403,7 +393,7 @@ def check_marts(fetch: t.Callable[[str], list[tuple]], marts: str) -> dict[str, 
     days = dict(fetch(f"select license_ref, days_to_expiry from {marts}.dim_marketplace_licenses"))
     for row in licenses:
         end = dt.date.fromisoformat(row["maintenanceEndDate"])
-        assert days[license_ref(row)] == (end - AS_OF).days
+        assert days[marketplace_figures.license_ref(row)] == (end - AS_OF).days
 
     counts = {mart: fetch(f"select count(*) from {marts}.{mart}")[0][0] for mart in MARTS}
     assert all(counts.values()), counts

@@ -18,18 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
-from test_meltano_e2e import PG, postgres_connection
-
-DBT = REPO / ".meltano" / "utilities" / "dbt-postgres" / "venv" / "bin" / "dbt"
+from dbt_warehouse import ScenarioWarehouse
 SCHEMA = "herokutest_tap_heroku_vendor"
 MARTS = "herokutest_analytics"
 SERVICE = "sandbox-addon"
@@ -113,51 +108,19 @@ def partner_only(second: dict) -> dict:
     return {"partner": second["partner"], "legacy": None}
 
 
-class Warehouse:
-    """One warehouse of the test, in schemas of its own."""
-
-    def __init__(self, kind: str, tmp_path: Path) -> None:
-        self.kind, self.work = kind, tmp_path
-        if kind == "duckdb":
-            self.duckdb = pytest.importorskip("duckdb")
-            self.path = tmp_path / "warehouse.duckdb"
-        else:
-            self.connection = postgres_connection()
-
-    def run(self, sql: str, params: list | None = None, *, read: bool = False) -> list[tuple]:
-        if self.kind == "duckdb":
-            with self.duckdb.connect(str(self.path)) as db:
-                result = db.execute(sql, params or [])
-                return result.fetchall() if read else []
-        cursor = self.connection.execute(sql.replace("?", "%s"), params or None)
-        return cursor.fetchall() if read else []
-
+class Warehouse(ScenarioWarehouse):
     def build(self) -> str:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-        env.update(DBT_PROFILES_DIR=str(REPO / "transform"), DBT_TARGET=self.kind)
-        if self.kind == "duckdb":
-            env.update(DBT_DUCKDB_PATH=str(self.path), DBT_DUCKDB_SCHEMA=MARTS)
-        else:
-            env.update(DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=MARTS)
-        run = subprocess.run(  # noqa: S603
-            [str(DBT), "build", "--select", "+fct_heroku_installs_daily+", "+fct_heroku_addon_mrr_monthly+",
-             "+fct_heroku_installs_by_plan_region+",
-             "--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs"),
-             "--vars", json.dumps({"heroku_schema": SCHEMA})],
-            cwd=REPO / "transform", env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert run.returncode == 0, run.stdout[-6000:]
+        run = self.dbt_build(["+fct_heroku_installs_daily+", "+fct_heroku_addon_mrr_monthly+",
+                              "+fct_heroku_installs_by_plan_region+"], {"heroku_schema": SCHEMA})
         assert " ERROR=0 " in run.stdout and " WARN=0 " in run.stdout, run.stdout[-3000:]
         return run.stdout
-
-    def timestamp(self) -> str:
-        return "text" if self.kind == "duckdb" else "timestamp"  # as each loader writes date-time
 
 
 def load(warehouse: Warehouse, state: dict) -> None:
     """The tables as the loaders write them (upserted on the tap's key; target-postgres
     marks a row a full-table sync no longer returned with _sdc_deleted_at)."""
     run = warehouse.run
-    js = "json" if warehouse.kind == "duckdb" else "jsonb"
+    js = warehouse.json()
     ts = warehouse.timestamp()
     run(f"create schema if not exists {SCHEMA}")
     cascade = "" if warehouse.kind == "duckdb" else " cascade"  # PostgreSQL: the staging views
@@ -360,7 +323,7 @@ def test_heroku_installs_over_time_and_mrr_on_both_warehouses(tmp_path: Path) ->
     expected_three = timelines([*builds, (NOW, partner_only(second))])
     results = {}
     for kind in ("duckdb", "postgres"):
-        warehouse = Warehouse(kind, tmp_path / kind)
+        warehouse = Warehouse(kind, tmp_path / kind, MARTS)
         (tmp_path / kind).mkdir()
         for schema in (SCHEMA, MARTS, f"{MARTS}_staging", f"{MARTS}_snapshots"):
             warehouse.run(f"drop schema if exists {schema} cascade")

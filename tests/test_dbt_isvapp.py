@@ -25,17 +25,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-import os
-import subprocess
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
-from test_dbt_reconciliation import DBT, Warehouse
-from test_meltano_e2e import PG
+from dbt_warehouse import ScenarioWarehouse
 
 SCHEMA = "isvh_tap_isvapp"
 MARTS = "isvh_analytics"
@@ -110,7 +106,7 @@ USAGE_SECOND_LOAD = [                        # October arrives with the second b
 ]
 
 
-class IsvappWarehouse(Warehouse):
+class IsvappWarehouse(ScenarioWarehouse):
     def reset(self) -> None:
         for schema in (SCHEMA, MARTS, f"{MARTS}_staging", f"{MARTS}_snapshots"):
             self.run(f"drop schema if exists {schema} cascade")
@@ -143,20 +139,9 @@ class IsvappWarehouse(Warehouse):
                  level_label, f"Item {item}", users, None if users is None else users // 2,
                  None if users is None else users - users // 2, operations, external, internal])
 
-    def build(self) -> str:  # type: ignore[override]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-        env.update(DBT_PROFILES_DIR=str(REPO / "transform"), DBT_TARGET=self.kind)
-        if self.kind == "duckdb":
-            env.update(DBT_DUCKDB_PATH=str(self.path), DBT_DUCKDB_SCHEMA=MARTS)
-        else:
-            env.update(DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=MARTS)
-        run = subprocess.run(  # noqa: S603
-            [str(DBT), "build", "--select", "+fct_isvapp_account_health_daily+",
-             "+fct_isvapp_feature_adoption_monthly+", "--indirect-selection", "cautious",
-             "--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs"),
-             "--vars", json.dumps({"isvapp_schema": SCHEMA})],
-            cwd=REPO / "transform", env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert run.returncode == 0, run.stdout[-6000:]
+    def build(self) -> str:
+        run = self.dbt_build(["+fct_isvapp_account_health_daily+", "+fct_isvapp_feature_adoption_monthly+"],
+                             {"isvapp_schema": SCHEMA}, cautious=True)
         assert " WARN=0 ERROR=0 " in run.stdout, run.stdout[-6000:]
         return run.stdout
 
@@ -291,7 +276,7 @@ RESULTS: dict[str, tuple] = {}
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_health_history_and_feature_adoption(kind: str, tmp_path: Path) -> None:
-    warehouse = IsvappWarehouse(kind, tmp_path)
+    warehouse = IsvappWarehouse(kind, tmp_path, MARTS)
     warehouse.reset()
     for number, (when, accounts) in enumerate(BUILDS):
         warehouse.load(accounts, USAGE_FIRST_LOAD + (USAGE_SECOND_LOAD if number else []))

@@ -1,8 +1,8 @@
 """fct_marketplace_reconciliation and its warn test (docs/transform.md, "Reconciliation
 with Atlassian's reports").
 
-The sandbox draws its aggregates independently of its licenses and transactions, so its
-demo data cannot reconcile. Here a small hand-made scenario is written into DuckDB and
+Beside the sandbox (whose aggregates are derived from its own rows, so they always agree;
+tests/test_dbt_chain.py), a small hand-made scenario is written into DuckDB and
 PostgreSQL the way the loaders write tap-marketplace's tables (the API's camelCase
 columns, objects as JSON): raw transactions and license events, and Atlassian's monthly
 aggregates for the same apps. The model's figures are checked against figures computed here from the same
@@ -13,18 +13,13 @@ tolerance) and fire, naming exactly the disagreeing rows, when they do not.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
-from test_meltano_e2e import PG, postgres_connection
-
-DBT = REPO / ".meltano" / "utilities" / "dbt-postgres" / "venv" / "bin" / "dbt"
+from dbt_warehouse import ScenarioWarehouse
 AS_OF = "2025-03-20"
 #: Schemas of this test only (the loader's and the marts'), set through the package's vars.
 SCHEMA = "recon_tap_marketplace"
@@ -90,44 +85,12 @@ def put(rows: list[dict], row: dict) -> None:
     rows[:] = [r for r in rows if any(r[k] != row[k] for k in key)] + [row]
 
 
-class Warehouse:
-    """One warehouse of the test: runs SQL (``?`` placeholders) and dbt against it, in
-    schemas of its own so it meets no other test's tables."""
-
-    def __init__(self, kind: str, tmp_path: Path) -> None:
-        self.kind, self.work = kind, tmp_path
-        if kind == "duckdb":
-            self.duckdb = pytest.importorskip("duckdb")
-            self.path = tmp_path / "warehouse.duckdb"
-        else:
-            self.connection = postgres_connection()
-
-    def run(self, sql: str, params: list | None = None, *, read: bool = False) -> list[tuple]:
-        if self.kind == "duckdb":
-            with self.duckdb.connect(str(self.path)) as db:
-                result = db.execute(sql, params or [])
-                return result.fetchall() if read else []
-        cursor = self.connection.execute(sql.replace("?", "%s"), params or None)
-        return cursor.fetchall() if read else []
-
-    def json(self) -> str:
-        return "json" if self.kind == "duckdb" else "jsonb"
-
+class Warehouse(ScenarioWarehouse):
     def build(self) -> tuple[str, dict]:
         """dbt build of the reconciliation model, its parents and their tests; the
         output and the warn test's result."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-        env.update(DBT_PROFILES_DIR=str(REPO / "transform"), DBT_TARGET=self.kind)
-        if self.kind == "duckdb":
-            env.update(DBT_DUCKDB_PATH=str(self.path), DBT_DUCKDB_SCHEMA=MARTS)
-        else:
-            env.update(DBT_POSTGRES_DBNAME=PG["dbname"], DBT_POSTGRES_SCHEMA=MARTS)
-        run = subprocess.run(  # noqa: S603
-            [str(DBT), "build", "--select", "+fct_marketplace_reconciliation+", "--indirect-selection", "cautious",
-             "--target-path", str(self.work / "target"), "--log-path", str(self.work / "logs"),
-             "--vars", json.dumps({"as_of_date": AS_OF, "marketplace_schema": SCHEMA})],
-            cwd=REPO / "transform", env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert run.returncode == 0, run.stdout[-6000:]
+        run = self.dbt_build(["+fct_marketplace_reconciliation+"],
+                             {"as_of_date": AS_OF, "marketplace_schema": SCHEMA}, cautious=True)
         results = json.loads((self.work / "target" / "run_results.json").read_text())["results"]
         test = next(r for r in results if r["unique_id"].startswith(f"test.isv_revenue.{TEST}"))
         return run.stdout, test
@@ -230,7 +193,7 @@ def warned_rows(warehouse: Warehouse) -> set[tuple]:
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", ["duckdb", "postgres"])
 def test_reconciliation_lines_up_both_sides_and_warns_only_on_disagreement(kind: str, tmp_path: Path) -> None:
-    warehouse = Warehouse(kind, tmp_path)
+    warehouse = Warehouse(kind, tmp_path, MARTS)
     sales_rows, event_rows = agreeing_aggregates()
     # Within tolerance: a cent of rounding in revenue (reconciliation_amount_tolerance).
     sales_rows[0]["revenue"] = str(Decimal(sales_rows[0]["revenue"]) + Decimal("0.01"))
